@@ -1,0 +1,74 @@
+#pragma once
+// The producer interface: the only thing a new kind of event source implements.
+// A producer knows events and time (the EventLoop's timers), never FastCGI, sockets or threads.
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fastsse/event.hpp"
+#include "fastsse/options.hpp"
+
+namespace fastsse {
+
+// One client's stream, as a producer sees it. Calls never block and never destroy anything
+// synchronously: a stream whose client left ignores further calls, and its Subscription is
+// destroyed soon after, on the loop, outside the producer's callback.
+class Sink {
+public:
+    // Queues one event; throws EventError for a bad name or id (nothing is written then).
+    virtual void send(const Event& event) = 0;
+    // Ends the stream from the server's side: a retry: hint (if given), then the end of the response.
+    virtual void finish(std::optional<std::chrono::milliseconds> retry) = 0;
+
+protected:
+    ~Sink() = default;
+};
+
+// The work a producer does for one stream. Destroying it stops that work at once.
+class Subscription {
+public:
+    virtual ~Subscription() = default;
+};
+
+// What a producer gets to start one stream.
+struct StreamStart {
+    std::string_view last_event_id;     // Last-Event-ID or lastEventId; the producer decides how to resume
+    const OptionValues& options;        // its own table, checked, defaults filled in
+    std::chrono::milliseconds retry;    // the location's retry hint, for a stream the producer ends
+};
+
+class Producer {
+public:
+    virtual ~Producer() = default;
+    // The options a location may set as FASTSSE_<NAME> params.
+    virtual std::span<const OptionSpec> options() const = 0;
+    // Starts the work for one stream. May throw RequestError (an HTTP error before any header went
+    // out) or OptionError; may call sink.send() at once (those events follow the headers).
+    virtual std::unique_ptr<Subscription> open(Sink& sink, const StreamStart& start) = 0;
+};
+
+// Producers by name, assembled explicitly in one place (main.cpp).
+class Registry {
+public:
+    void add(std::string name, std::unique_ptr<Producer> producer) { producers_[std::move(name)] = std::move(producer); }
+    Producer* find(std::string_view name) const {
+        auto it = producers_.find(name);
+        return it == producers_.end() ? nullptr : it->second.get();
+    }
+    std::vector<std::string> names() const {
+        std::vector<std::string> out;
+        for (const auto& [name, p] : producers_) out.push_back(name);
+        return out;
+    }
+    const auto& all() const { return producers_; }
+
+private:
+    std::map<std::string, std::unique_ptr<Producer>, std::less<>> producers_;
+};
+
+}  // namespace fastsse

@@ -1,0 +1,69 @@
+#pragma once
+// The server: takes accepted connections from the Acceptor, routes each to its producer or answers
+// it with an error, keeps the streams, sends heartbeats, and shuts down on SIGTERM/SIGINT.
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "fastsse/event_loop.hpp"
+#include "fastsse/fastcgi.hpp"
+#include "fastsse/producer.hpp"
+#include "fastsse/settings.hpp"
+#include "fastsse/stream.hpp"
+
+namespace fastsse {
+
+// The listening socket: made from --listen (a unix socket is removed again on exit), or fd 0.
+class Listener {
+public:
+    explicit Listener(const Settings& settings);  // throws std::runtime_error naming the address
+    ~Listener();
+    Listener(const Listener&) = delete;
+    Listener& operator=(const Listener&) = delete;
+    int fd() const { return fd_.get(); }
+    const std::string& address() const { return address_; }
+
+private:
+    UniqueFd fd_;
+    std::string address_;
+    std::string unix_path_;
+};
+
+class Server final : private StreamOwner {
+public:
+    // SIGTERM and SIGINT must already be blocked in every thread: the server reads them from a signalfd.
+    Server(EventLoop& loop, const Registry& registry, const Settings& settings, int listen_fd);
+    ~Server();
+    // Serves until SIGTERM/SIGINT, then ends every stream cleanly and returns.
+    void run();
+
+private:
+    class Signals;
+
+    void on_connection(Connection connection);
+    void serve(Connection& connection);
+    void retire(Stream& stream) noexcept override;
+    void reap();
+    void sweep();
+    void shut_down();
+
+    EventLoop& loop_;
+    const Registry& registry_;
+    Settings settings_;
+    int listen_fd_;
+    std::string default_heartbeat_, default_retry_;
+    std::vector<OptionSpec> stream_options_;  // stream_options_table() with the settings as defaults
+
+    std::unordered_map<uint64_t, std::unique_ptr<Stream>> streams_;
+    std::vector<uint64_t> retired_;
+    uint64_t next_stream_id_ = 1;
+    bool shutting_down_ = false;
+
+    Timer sweep_timer_;
+    Timer shutdown_timer_;
+    std::unique_ptr<Signals> signals_;
+    std::unique_ptr<Acceptor> acceptor_;
+};
+
+}  // namespace fastsse

@@ -1,0 +1,88 @@
+#pragma once
+// One client's event stream: the one place that owns a stream's lifetime, from the response
+// headers to the FastCGI end of request, and the producer work behind it.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "fastsse/event_loop.hpp"
+#include "fastsse/fastcgi.hpp"
+#include "fastsse/producer.hpp"
+
+namespace fastsse {
+
+struct StreamLimits {
+    std::chrono::seconds heartbeat{15};       // a comment after this long without output
+    size_t max_buffer = 256 * 1024;           // bytes queued for a slow client before it is dropped
+    std::chrono::seconds write_timeout{30};   // a client that takes nothing for this long is dropped
+};
+
+class Stream;
+
+// Who destroys streams: retire() is called once per stream, which is destroyed later on the loop.
+class StreamOwner {
+public:
+    virtual void retire(Stream& stream) noexcept = 0;
+
+protected:
+    ~StreamOwner() = default;
+};
+
+// A short complete response: CGI headers and body, written at once, then the connection closed.
+void send_response(Connection& connection, int status, std::string_view extra_headers, std::string_view body);
+std::string_view status_text(int status);
+
+class Stream final : public Sink, public IoHandler {
+public:
+    Stream(EventLoop& loop, StreamOwner& owner, uint64_t id, Connection connection, StreamLimits limits,
+           std::string what);
+    ~Stream();
+    Stream(const Stream&) = delete;
+    Stream& operator=(const Stream&) = delete;
+
+    uint64_t id() const noexcept { return id_; }
+
+    // The producer is running: the headers, the opening comment and anything the producer already
+    // sent leave now. Until then nothing is written, so reject() can still answer with an error.
+    void begin(std::unique_ptr<Subscription> work);
+    void reject(const RequestError& error);
+
+    // Sink
+    void send(const Event& event) override;
+    void finish(std::optional<std::chrono::milliseconds> retry) override;
+
+    // Called about once a second: heartbeats, and dropping clients stalled past the write timeout.
+    void sweep(EventLoop::Clock::time_point now);
+
+    void on_io(uint32_t events) override;
+
+private:
+    enum class State { opening, open, finishing, closed };
+
+    void queue(std::string_view sse_bytes);
+    void flush();
+    void watch_output(bool on);
+    void close(std::string_view reason);
+
+    EventLoop& loop_;
+    StreamOwner& owner_;
+    uint64_t id_;
+    Connection conn_;
+    StreamLimits limits_;
+    std::string what_;  // "clock /events/clock", for the log
+    State state_ = State::opening;
+    bool watching_output_ = false;
+
+    std::unique_ptr<Subscription> work_;
+    std::string pending_;  // framed bytes the socket has not taken yet
+    size_t pending_off_ = 0;
+
+    EventLoop::Clock::time_point opened_;
+    EventLoop::Clock::time_point last_output_;
+    EventLoop::Clock::time_point stalled_since_;
+    unsigned long long events_ = 0;
+};
+
+}  // namespace fastsse

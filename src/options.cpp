@@ -1,0 +1,87 @@
+#include "fastsse/options.hpp"
+
+#include <charconv>
+#include <fmt/format.h>
+
+namespace fastsse {
+
+long long OptionValues::integer(std::string_view name) const {
+    const auto& v = text(name);
+    long long n = 0;
+    std::from_chars(v.data(), v.data() + v.size(), n);
+    return n;
+}
+
+const std::string& OptionValues::text(std::string_view name) const {
+    auto it = values_.find(name);
+    if (it == values_.end()) throw std::logic_error(fmt::format("option {} was not declared", name));
+    return it->second;
+}
+
+void check_option(const OptionSpec& spec, std::string_view value) {
+    switch (spec.kind) {
+    case OptionSpec::Kind::integer: {
+        long long n = 0;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec != std::errc() || end != value.data() + value.size() || n < spec.min || n > spec.max)
+            throw OptionError(fmt::format("{}: expected an integer from {} to {}{}{}, got '{}'", spec.name, spec.min,
+                                          spec.max, spec.unit.empty() ? "" : " ", spec.unit, value));
+        return;
+    }
+    case OptionSpec::Kind::choice: {
+        std::string_view rest = spec.choices;
+        while (!rest.empty()) {
+            auto bar = rest.find('|');
+            if (rest.substr(0, bar) == value) return;
+            rest = bar == std::string_view::npos ? std::string_view() : rest.substr(bar + 1);
+        }
+        throw OptionError(fmt::format("{}: expected one of {}, got '{}'", spec.name, spec.choices, value));
+    }
+    case OptionSpec::Kind::text:
+        return;
+    }
+}
+
+OptionValues parse_options(std::span<const std::span<const OptionSpec>> tables,
+                           const std::map<std::string, std::string, std::less<>>& given,
+                           std::string_view (*display_name)(std::string_view)) {
+    OptionValues values;
+    size_t known = 0;
+    for (auto table : tables) {
+        for (const auto& spec : table) {
+            auto it = given.find(spec.name);
+            std::string_view value = it == given.end() ? spec.default_value : std::string_view(it->second);
+            if (it != given.end()) ++known;
+            check_option(spec, value);
+            values.set(std::string(spec.name), std::string(value));
+        }
+    }
+    if (known != given.size()) {
+        for (const auto& [name, value] : given) {
+            bool found = false;
+            for (auto table : tables)
+                for (const auto& spec : table) found = found || spec.name == name;
+            if (!found) throw OptionError(fmt::format("unknown option {}", display_name ? display_name(name) : name));
+        }
+    }
+    return values;
+}
+
+std::string describe(std::span<const OptionSpec> table, std::string_view indent) {
+    std::string out;
+    for (const auto& spec : table) {
+        std::string kind;
+        switch (spec.kind) {
+        case OptionSpec::Kind::integer:
+            kind = fmt::format("{}..{}{}{}", spec.min, spec.max, spec.unit.empty() ? "" : " ", spec.unit);
+            break;
+        case OptionSpec::Kind::choice: kind = std::string(spec.choices); break;
+        case OptionSpec::Kind::text: kind = "text"; break;
+        }
+        fmt::format_to(std::back_inserter(out), "{}{} ({}, default '{}'): {}\n", indent, spec.name, kind,
+                       spec.default_value, spec.help);
+    }
+    return out;
+}
+
+}  // namespace fastsse

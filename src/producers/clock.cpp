@@ -1,0 +1,165 @@
+#include "fastsse/producers/clock.hpp"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <charconv>
+#include <ctime>
+#include <vector>
+
+namespace fastsse {
+
+namespace {
+
+constexpr OptionSpec clock_options[] = {
+    {"interval", OptionSpec::Kind::integer, "1000", 10, 86'400'000, {}, "ms", "time between two events"},
+    {"event", OptionSpec::Kind::text, "tick", 0, 0, {}, {}, "event name (empty: unnamed \"message\" events)"},
+    {"format", OptionSpec::Kind::choice, "unix", 0, 0, "unix|unix_ms|unix_us|json", {},
+     "data: Unix seconds, milliseconds, microseconds, or {\"time\": \"<ISO 8601>\"}"},
+    {"count", OptionSpec::Kind::integer, "0", 0, 1'000'000'000, {}, {},
+     "events per connection before the server ends the stream with a retry: hint (0: never)"},
+};
+
+// The id to continue after Last-Event-ID; a missing or non-numeric id starts over at 1.
+unsigned long long first_id(std::string_view last) {
+    unsigned long long n = 0;
+    auto [end, ec] = std::from_chars(last.data(), last.data() + last.size(), n);
+    if (ec != std::errc() || end != last.data() + last.size() || n == ~0ULL) return 1;
+    return n + 1;
+}
+
+}  // namespace
+
+std::string clock_data(std::string_view format, std::chrono::system_clock::time_point t) {
+    using namespace std::chrono;
+    auto since = t.time_since_epoch();
+    if (format == "unix_ms") return fmt::format("{}", duration_cast<milliseconds>(since).count());
+    if (format == "unix_us") return fmt::format("{}", duration_cast<microseconds>(since).count());
+    auto seconds = duration_cast<std::chrono::seconds>(since).count();
+    if (format == "json") {
+        std::time_t tt = seconds;
+        std::tm tm{};
+        ::gmtime_r(&tt, &tm);
+        return fmt::format("{{\"time\": \"{:%Y-%m-%dT%H:%M:%S}+00:00\"}}", tm);
+    }
+    return fmt::format("{}", seconds);
+}
+
+class ClockSubscription;
+
+class ClockProducer::Ticker {
+public:
+    Ticker(ClockProducer& owner, Key key) : owner_(owner), key_(std::move(key)) {
+        using namespace std::chrono;
+        interval_ = milliseconds(std::get<0>(key_));
+        // Line ticks up with the wall clock (whole seconds for 1000 ms), as a PHP sleep(1) loop reads.
+        auto wall_ms = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+        next_ = owner_.loop_.now() + milliseconds(interval_.count() - wall_ms % interval_.count());
+        timer_ = owner_.loop_.call_at(next_, [this] { fire(); });
+    }
+
+    void add(ClockSubscription* s) { subscribers_.push_back(s); }
+    // Returns true when no stream is left: the owner then drops this ticker and its timer.
+    bool remove(ClockSubscription* s) {
+        for (auto& slot : subscribers_) {
+            if (slot == s) {
+                slot = nullptr;
+                break;
+            }
+        }
+        if (!firing_) compact();
+        return subscribers_.empty();
+    }
+    const std::string& event_name() const { return std::get<1>(key_); }
+    const Key& key() const { return key_; }
+    bool idle() const { return subscribers_.empty(); }
+
+private:
+    void fire();
+    void compact() { std::erase(subscribers_, nullptr); }
+
+    ClockProducer& owner_;
+    Key key_;
+    std::chrono::milliseconds interval_;
+    EventLoop::Clock::time_point next_;
+    Timer timer_;
+    std::vector<ClockSubscription*> subscribers_;
+    bool firing_ = false;
+};
+
+class ClockSubscription final : public Subscription {
+public:
+    ClockSubscription(ClockProducer& producer, ClockProducer::Ticker& ticker, Sink& sink,
+                      unsigned long long next_id, long long count, std::chrono::milliseconds retry)
+        : producer_(producer), ticker_(ticker), sink_(sink), next_id_(next_id), remaining_(count), retry_(retry) {
+        ticker_.add(this);
+    }
+    ~ClockSubscription() override {
+        if (ticker_.remove(this)) producer_.drop(ticker_.key());
+    }
+
+    void tick(std::string_view data) {
+        if (done_) return;
+        char id[24];
+        auto end = std::to_chars(id, id + sizeof id, next_id_++).ptr;
+        sink_.send(Event{ticker_.event_name(), data, std::string_view(id, end - id), std::nullopt});
+        // Hoa's bounded loop: after `count` events the server ends the stream and the browser
+        // reconnects after the retry hint, sending the last id.
+        if (remaining_ > 0 && --remaining_ == 0) {
+            done_ = true;
+            sink_.finish(retry_);
+        }
+    }
+
+private:
+    ClockProducer& producer_;
+    ClockProducer::Ticker& ticker_;
+    Sink& sink_;
+    unsigned long long next_id_;
+    long long remaining_;  // 0: unbounded
+    std::chrono::milliseconds retry_;
+    bool done_ = false;
+};
+
+void ClockProducer::Ticker::fire() {
+    auto data = clock_data(std::get<2>(key_), std::chrono::system_clock::now());
+    firing_ = true;
+    // By index: a subscription that ends during its tick only nulls its slot.
+    for (size_t i = 0; i < subscribers_.size(); ++i)
+        if (subscribers_[i]) subscribers_[i]->tick(data);
+    firing_ = false;
+    compact();
+
+    // Fixed-rate schedule that skips, rather than bursts, ticks missed while the loop was busy.
+    auto now = owner_.loop_.now();
+    do next_ += interval_;
+    while (next_ <= now);
+    timer_ = owner_.loop_.call_at(next_, [this] { fire(); });
+    if (subscribers_.empty()) owner_.loop_.post([&owner = owner_, key = key_] { owner.drop(key); });
+}
+
+ClockProducer::ClockProducer(EventLoop& loop) : loop_(loop) {}
+ClockProducer::~ClockProducer() = default;
+
+std::span<const OptionSpec> ClockProducer::options() const { return clock_options; }
+
+std::unique_ptr<Subscription> ClockProducer::open(Sink& sink, const StreamStart& start) {
+    const auto& name = start.options.text("event");
+    try {
+        check_field("name", name);
+    } catch (const EventError& e) {
+        throw OptionError(fmt::format("event: {}", e.what()));
+    }
+    Key key{start.options.integer("interval"), name, start.options.text("format")};
+    auto it = tickers_.find(key);
+    if (it == tickers_.end()) it = tickers_.emplace(key, std::make_unique<Ticker>(*this, key)).first;
+    return std::make_unique<ClockSubscription>(*this, *it->second, sink, first_id(start.last_event_id),
+                                               start.options.integer("count"), start.retry);
+}
+
+void ClockProducer::drop(const Key& key) {
+    auto it = tickers_.find(key);
+    if (it != tickers_.end() && it->second->idle()) tickers_.erase(it);
+}
+
+}  // namespace fastsse

@@ -1,0 +1,226 @@
+#include "fastsse/stream.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace fastsse {
+
+namespace {
+
+constexpr std::string_view stream_headers =
+    "Status: 200 OK\r\n"
+    "Content-Type: text/event-stream; charset=utf-8\r\n"
+    "Cache-Control: no-cache\r\n"
+    "X-Accel-Buffering: no\r\n"
+    "\r\n";
+
+// Sent with the headers so that the body has begun: a browser then reports the stream open
+// before the first event, and every proxy on the way has something to pass on.
+constexpr std::string_view opening_comment = ": fastsse stream open\n\n";
+constexpr std::string_view heartbeat_comment = ": heartbeat\n\n";
+
+// Closing a socket with unread input makes TCP send a reset, which can destroy the response still
+// in flight to the web server; read what is there first.
+void drain(int fd) {
+    char buf[4096];
+    while (::recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+    }
+}
+
+}  // namespace
+
+std::string_view status_text(int status) {
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+void send_response(Connection& c, int status, std::string_view extra_headers, std::string_view body) {
+    std::string cgi = fmt::format("Status: {} {}\r\n{}", status, status_text(status), extra_headers);
+    if (!body.empty()) cgi += "Content-Type: text/plain; charset=utf-8\r\n";
+    cgi += "\r\n";
+    cgi += body;
+    std::string out;
+    fastcgi::append_stdout(out, c.request_id, cgi);
+    fastcgi::append_end(out, c.request_id);
+    // A fresh connection's send buffer is empty and this is well under a kilobyte: one write.
+    [[maybe_unused]] auto n = ::send(c.fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    drain(c.fd.get());
+    c.fd.reset();
+}
+
+Stream::Stream(EventLoop& loop, StreamOwner& owner, uint64_t id, Connection connection, StreamLimits limits,
+               std::string what)
+    : loop_(loop), owner_(owner), id_(id), conn_(std::move(connection)), limits_(limits), what_(std::move(what)),
+      opened_(loop.now()), last_output_(opened_) {}
+
+Stream::~Stream() {
+    work_.reset();  // stop the producer's work first: it may still hold this Sink
+    if (state_ != State::closed) loop_.remove(conn_.fd.get());
+    if (conn_.fd) drain(conn_.fd.get());
+}
+
+void Stream::begin(std::unique_ptr<Subscription> work) {
+    work_ = std::move(work);
+    if (state_ == State::closed) return;
+    std::string head;
+    fastcgi::append_stdout(head, conn_.request_id, std::string(stream_headers) + std::string(opening_comment));
+    pending_.insert(0, head);
+    loop_.add(conn_.fd.get(), EPOLLIN | EPOLLRDHUP, this);
+    spdlog::info("stream {} opened: {}", id_, what_);
+    if (state_ == State::opening) state_ = State::open;
+    flush();
+}
+
+void Stream::reject(const RequestError& error) {
+    work_.reset();
+    spdlog::info("stream {} refused: {} {}: {}", id_, error.status, status_text(error.status), error.what());
+    send_response(conn_, error.status, error.headers, std::string(error.what()) + "\n");
+    state_ = State::closed;
+    owner_.retire(*this);
+}
+
+void Stream::send(const Event& event) {
+    if (state_ != State::open && state_ != State::opening) return;
+    // One buffer reused for every event this thread encodes: the hot path allocates nothing.
+    thread_local std::string encoded;
+    encoded.clear();
+    encode(event, encoded);
+    ++events_;
+    queue(encoded);
+}
+
+void Stream::finish(std::optional<std::chrono::milliseconds> retry) {
+    if (state_ != State::open && state_ != State::opening) return;
+    std::string tail;
+    if (retry) {
+        Event hint;
+        hint.retry_ms = retry->count();
+        encode(hint, tail);
+    }
+    queue(tail);
+    if (state_ == State::closed) return;  // the client was already gone
+    fastcgi::append_end(pending_, conn_.request_id);
+    bool started = state_ == State::open;
+    state_ = State::finishing;
+    stalled_since_ = loop_.now();
+    if (started) flush();
+}
+
+void Stream::queue(std::string_view bytes) {
+    if (bytes.empty()) return;
+    last_output_ = loop_.now();
+    if (state_ == State::open && pending_off_ == pending_.size() && bytes.size() <= fastcgi::max_content) {
+        // Nothing queued: hand the record straight to the socket, header and payload in one call.
+        auto header = fastcgi::stdout_header(conn_.request_id, bytes.size());
+        iovec iov[2] = {{header.data(), header.size()}, {const_cast<char*>(bytes.data()), bytes.size()}};
+        ssize_t n = ::writev(conn_.fd.get(), iov, 2);
+        size_t total = header.size() + bytes.size();
+        if (n == static_cast<ssize_t>(total)) return;
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) return close(errno == EPIPE || errno == ECONNRESET
+                                                                          ? "client gone (write failed)"
+                                                                          : "write error");
+            n = 0;
+        }
+        pending_.clear();
+        pending_off_ = 0;
+        pending_.append(header.data() + std::min<size_t>(n, header.size()),
+                        header.size() - std::min<size_t>(n, header.size()));
+        pending_.append(bytes.substr(n > static_cast<ssize_t>(header.size()) ? n - header.size() : 0));
+        stalled_since_ = loop_.now();
+        watch_output(true);
+        return;
+    }
+    if (pending_off_ == pending_.size()) {
+        pending_.clear();
+        pending_off_ = 0;
+        stalled_since_ = loop_.now();
+    }
+    fastcgi::append_stdout(pending_, conn_.request_id, bytes);
+    if (pending_.size() - pending_off_ > limits_.max_buffer) {
+        spdlog::warn("stream {}: client too slow, {} bytes queued (limit {})", id_, pending_.size() - pending_off_,
+                     limits_.max_buffer);
+        return close("dropped: output buffer full");
+    }
+    if (state_ == State::open && !watching_output_) flush();
+}
+
+void Stream::flush() {
+    while (pending_off_ < pending_.size()) {
+        ssize_t n = ::send(conn_.fd.get(), pending_.data() + pending_off_, pending_.size() - pending_off_,
+                           MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                watch_output(true);
+                return;
+            }
+            return close(errno == EPIPE || errno == ECONNRESET ? "client gone (write failed)" : "write error");
+        }
+        pending_off_ += n;
+        stalled_since_ = loop_.now();
+    }
+    pending_.clear();
+    pending_off_ = 0;
+    watch_output(false);
+    if (state_ == State::finishing) close("finished");
+}
+
+void Stream::watch_output(bool on) {
+    if (on == watching_output_ || state_ == State::closed) return;
+    watching_output_ = on;
+    loop_.modify(conn_.fd.get(), EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0u), this);
+}
+
+void Stream::on_io(uint32_t events) {
+    if (state_ == State::closed) return;
+    if (events & (EPOLLERR | EPOLLHUP)) return close("client gone");
+    if (events & (EPOLLIN | EPOLLRDHUP)) {
+        // The web server sends nothing more we need (an empty FCGI_STDIN, perhaps FCGI_ABORT_REQUEST);
+        // end of input means it closed the connection because the client left.
+        char buf[4096];
+        for (;;) {
+            ssize_t n = ::recv(conn_.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+            if (n > 0) continue;
+            if (n == 0) return close("client gone");
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            return close("client gone");
+        }
+    }
+    if (events & EPOLLOUT) flush();
+}
+
+void Stream::sweep(EventLoop::Clock::time_point now) {
+    if (state_ == State::closed || state_ == State::opening) return;
+    if (pending_off_ < pending_.size() && now - stalled_since_ >= limits_.write_timeout) {
+        spdlog::warn("stream {}: client took nothing for {} s", id_, limits_.write_timeout.count());
+        return close("dropped: write timeout");
+    }
+    if (state_ == State::open && now - last_output_ >= limits_.heartbeat) queue(heartbeat_comment);
+}
+
+void Stream::close(std::string_view reason) {
+    if (state_ == State::closed) return;
+    bool was_started = state_ != State::opening;
+    state_ = State::closed;
+    if (was_started) loop_.remove(conn_.fd.get());
+    auto seconds = std::chrono::duration<double>(loop_.now() - opened_).count();
+    spdlog::info("stream {} closed: {} (after {:.1f} s, {} events)", id_, reason, seconds, events_);
+    owner_.retire(*this);
+}
+
+}  // namespace fastsse
