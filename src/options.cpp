@@ -44,7 +44,7 @@ void check_option(const OptionSpec& spec, std::string_view value) {
 
 OptionValues parse_options(std::span<const std::span<const OptionSpec>> tables,
                            const std::map<std::string, std::string, std::less<>>& given,
-                           std::string_view (*display_name)(std::string_view)) {
+                           bool as_params) {
     OptionValues values;
     size_t known = 0;
     for (auto table : tables) {
@@ -52,7 +52,12 @@ OptionValues parse_options(std::span<const std::span<const OptionSpec>> tables,
             auto it = given.find(spec.name);
             std::string_view value = it == given.end() ? spec.default_value : std::string_view(it->second);
             if (it != given.end()) ++known;
-            check_option(spec, value);
+            try {
+                check_option(spec, value);
+            } catch (const OptionError& e) {
+                if (!as_params) throw;
+                throw OptionError(fmt::format("{}{}", param_name(spec.name), e.what() + spec.name.size()));
+            }
             values.set(std::string(spec.name), std::string(value));
         }
     }
@@ -61,13 +66,19 @@ OptionValues parse_options(std::span<const std::span<const OptionSpec>> tables,
             bool found = false;
             for (auto table : tables)
                 for (const auto& spec : table) found = found || spec.name == name;
-            if (!found) throw OptionError(fmt::format("unknown option {}", display_name ? display_name(name) : name));
+            if (!found) throw OptionError(fmt::format("unknown option {}", as_params ? param_name(name) : name));
         }
     }
     return values;
 }
 
-std::string describe(std::span<const OptionSpec> table, std::string_view indent) {
+std::string param_name(std::string_view option) {
+    std::string name = "FASTSSE_";
+    for (char c : option) name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return name;
+}
+
+std::string describe(std::span<const OptionSpec> table, bool as_params) {
     std::string out;
     for (const auto& spec : table) {
         std::string kind;
@@ -78,8 +89,10 @@ std::string describe(std::span<const OptionSpec> table, std::string_view indent)
         case OptionSpec::Kind::choice: kind = std::string(spec.choices); break;
         case OptionSpec::Kind::text: kind = "text"; break;
         }
-        fmt::format_to(std::back_inserter(out), "{}{} ({}, default '{}'): {}\n", indent, spec.name, kind,
-                       spec.default_value, spec.help);
+        auto name = as_params ? param_name(spec.name) : std::string(spec.name);
+        auto default_value = spec.default_value.empty() ? fmt::format("the {} setting", spec.name)
+                                                        : fmt::format("'{}'", spec.default_value);
+        fmt::format_to(std::back_inserter(out), "  {:<18} {}; default {}: {}\n", name, kind, default_value, spec.help);
     }
     return out;
 }

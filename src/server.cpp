@@ -24,12 +24,6 @@ namespace {
     throw std::runtime_error(fmt::format("{}: {}", what, std::strerror(errno)));
 }
 
-std::string param_name(std::string_view option) {
-    std::string name = "FASTSSE_";
-    for (char c : option) name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return name;
-}
-
 }  // namespace
 
 Listener::Listener(const Settings& s) {
@@ -175,15 +169,10 @@ void Server::serve(Connection& c) {
 
     auto given = r.fastsse;
     given.erase("producer");
-    OptionValues stream_options, producer_options;
+    OptionValues options;
     try {
-        stream_options = parse_options(std::array{std::span<const OptionSpec>(stream_options_)}, given);
-        for (const auto& spec : stream_options_) given.erase(std::string(spec.name));
-        producer_options = parse_options(std::array{producer->options()}, given, [](std::string_view name) {
-            thread_local std::string display;
-            display = param_name(name);
-            return std::string_view(display);
-        });
+        options = parse_options(std::array{std::span<const OptionSpec>(stream_options_), producer->options()}, given,
+                                true);
     } catch (const OptionError& e) {
         throw RequestError(500, fmt::format("Bad FastCGI param for producer {}: {}", it->second, e.what()));
     }
@@ -197,7 +186,7 @@ void Server::serve(Connection& c) {
     }
 
     StreamLimits limits = settings_.limits;
-    limits.heartbeat = std::chrono::seconds(stream_options.integer("heartbeat"));
+    limits.heartbeat = std::chrono::seconds(options.integer("heartbeat"));
     auto last_id = last_event_id(r);
     auto id = next_stream_id_++;
     auto what = fmt::format("producer={} uri={}{}", it->second, r.uri,
@@ -205,7 +194,7 @@ void Server::serve(Connection& c) {
     auto producer_name = it->second;
     auto& stream = *streams_.emplace(id, std::make_unique<Stream>(loop_, static_cast<StreamOwner&>(*this), id, std::move(c), limits, what))
                         .first->second;
-    StreamStart start{last_id, producer_options, std::chrono::milliseconds(stream_options.integer("retry"))};
+    StreamStart start{last_id, options, std::chrono::milliseconds(options.integer("retry"))};
     try {
         stream.begin(producer->open(stream, start));
     } catch (const RequestError& e) {

@@ -27,8 +27,9 @@ constexpr OptionSpec settings_specs[] = {
 };
 
 constexpr OptionSpec stream_specs[] = {
-    {"heartbeat", Kind::integer, "", 1, 3600, {}, "s", "heartbeat comment interval (default: the heartbeat setting)"},
-    {"retry", Kind::integer, "", 0, 86'400'000, {}, "ms", "retry: hint when the server ends the stream (default: the retry setting)"},
+    // No default of their own: the server fills in the process's heartbeat and retry settings.
+    {"heartbeat", Kind::integer, "", 1, 3600, {}, "s", "a comment on this location's idle streams this often"},
+    {"retry", Kind::integer, "", 0, 86'400'000, {}, "ms", "retry: hint when the server ends one of its streams"},
 };
 
 std::string flag_name(std::string_view name) {
@@ -90,9 +91,9 @@ std::optional<Settings> load_settings(int argc, char** argv, const Registry& reg
                          "FASTSSE_PRODUCER picks the producer (" ;
     auto names = registry.names();
     for (size_t i = 0; i < names.size(); ++i) footer += (i ? ", " : "") + names[i];
-    footer += "). Every stream:\n" + describe(stream_specs, "  FASTSSE_");
+    footer += ").\nEvery location:\n" + describe(stream_specs, true);
     for (const auto& [name, producer] : registry.all())
-        footer += fmt::format("Producer {}:\n{}", name, describe(producer->options(), "  FASTSSE_"));
+        footer += fmt::format("Producer {}:\n{}", name, describe(producer->options(), true));
     app.footer(footer);
 
     try {

@@ -42,12 +42,16 @@ private:
 void check_option(const OptionSpec& spec, std::string_view value);
 
 // The given values (by option name) checked against the tables, defaults filled in.
-// Names present in no table are an error (a typo in a config must not pass silently).
+// Names present in no table are an error (a typo in a config must not pass silently);
+// as_params names them in errors by their FastCGI param (FASTSSE_INTERVAL).
 OptionValues parse_options(std::span<const std::span<const OptionSpec>> tables,
-                           const std::map<std::string, std::string, std::less<>>& given,
-                           std::string_view (*display_name)(std::string_view) = nullptr);
+                           const std::map<std::string, std::string, std::less<>>& given, bool as_params = false);
 
-// "interval (integer 10..86400000 ms, default 1000): help" lines for --help and docs.
-std::string describe(std::span<const OptionSpec> table, std::string_view indent = "  ");
+// The FastCGI param that sets a per-location option: "interval" is FASTSSE_INTERVAL.
+std::string param_name(std::string_view option);
+
+// "  FASTSSE_INTERVAL  10..86400000 ms, default 1000: help" lines for --help and the docs;
+// as_params names options by their FastCGI param, else by their config-file key.
+std::string describe(std::span<const OptionSpec> table, bool as_params);
 
 }  // namespace fastsse

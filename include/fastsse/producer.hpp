@@ -38,7 +38,7 @@ public:
 // What a producer gets to start one stream.
 struct StreamStart {
     std::string_view last_event_id;     // Last-Event-ID or lastEventId; the producer decides how to resume
-    const OptionValues& options;        // its own table, checked, defaults filled in
+    const OptionValues& options;        // the location's FASTSSE_* options, checked, defaults filled in
     std::chrono::milliseconds retry;    // the location's retry hint, for a stream the producer ends
 };
 

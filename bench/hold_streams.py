@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Holds N event streams open through nginx and prints what fastsse spends on them.
+
+Prints: streams established and receiving events, fastsse's RSS and PSS with them (from /proc), and
+the time from a client closing its connection to fastsse logging that stream closed (freed).
+Usage: bench/hold_streams.py --port 8080 --path /events/clock --streams 10000 \
+           --fastsse-pid PID --fastsse-log FILE
+"""
+import argparse
+import datetime
+import os
+import re
+import selectors
+import socket
+import statistics
+import sys
+import time
+
+
+def memory_kb(pid):
+    fields = {}
+    for name in ("status", "smaps_rollup"):
+        with open(f"/proc/{pid}/{name}") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "Pss"):
+                    fields[key] = int(rest.split()[0])
+    return fields.get("VmRSS", 0), fields.get("Pss", 0)
+
+
+def open_streams(args):
+    sel = selectors.DefaultSelector()
+    request = (f"GET {args.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n").encode()
+    conns, got_event, failed = [], set(), 0
+    sources = [f"127.0.0.{i}" for i in range(1, 1 + max(1, args.source_addresses))]
+    start = time.monotonic()
+    for i in range(args.streams):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((sources[i % len(sources)], 0))
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", args.port))
+        except OSError:
+            failed += 1
+            s.close()
+            continue
+        conns.append(s)
+        sel.register(s, selectors.EVENT_WRITE, [b"", False])
+        if len(conns) % args.ramp_batch == 0:
+            pump(sel, request, got_event, 0.05)
+    deadline = time.monotonic() + args.timeout
+    while len(got_event) < len(conns) and time.monotonic() < deadline:
+        pump(sel, request, got_event, 0.2)
+    return sel, conns, got_event, failed, time.monotonic() - start
+
+
+def pump(sel, request, got_event, timeout):
+    for key, mask in sel.select(timeout):
+        s, state = key.fileobj, key.data
+        if mask & selectors.EVENT_WRITE:
+            try:
+                s.send(request)
+            except OSError:
+                sel.unregister(s)
+                continue
+            sel.modify(s, selectors.EVENT_READ, state)
+            continue
+        try:
+            data = s.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            sel.unregister(s)
+            continue
+        state[0] = (state[0] + data)[-256:]
+        if b"\nid: " in state[0] or state[0].startswith(b"id: "):
+            got_event.add(s)
+
+
+def parse_log_time(line):
+    stamp = line.split(" ", 1)[0]
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+
+
+def disconnect_latencies(conns, log_path, samples):
+    closed_re = re.compile(r"stream \d+ closed: client gone")
+    with open(log_path) as log:
+        log.seek(0, os.SEEK_END)
+        latencies = []
+        for s in conns[:samples]:
+            t0 = time.time()
+            s.close()
+            line = ""
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                line = log.readline()
+                if not line:
+                    time.sleep(0.001)
+                    continue
+                if closed_re.search(line):
+                    break
+            else:
+                latencies.append(float("inf"))
+                continue
+            # The log's clock has millisecond steps: a latency below 1 ms shows as 0 or 1 ms.
+            latencies.append(max(0.0, parse_log_time(line) - t0))
+    return latencies
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--path", default="/events/clock")
+    ap.add_argument("--streams", type=int, default=1000)
+    ap.add_argument("--ramp-batch", type=int, default=500)
+    ap.add_argument("--source-addresses", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=30)
+    ap.add_argument("--fastsse-pid", type=int, required=True)
+    ap.add_argument("--fastsse-log", required=True)
+    ap.add_argument("--disconnect-samples", type=int, default=100)
+    args = ap.parse_args()
+
+    rss0, pss0 = memory_kb(args.fastsse_pid)
+    sel, conns, got_event, failed, took = open_streams(args)
+    rss, pss = memory_kb(args.fastsse_pid)
+    held = len(got_event)
+    print(f"streams requested      {args.streams}")
+    print(f"streams receiving      {held}  (connect failures {failed}, {took:.1f} s to establish)")
+    print(f"fastsse RSS            {rss0} kB idle -> {rss} kB with the streams")
+    print(f"fastsse PSS            {pss0} kB idle -> {pss} kB")
+    if held:
+        print(f"RSS per stream         {(rss - rss0) * 1024 / held:.0f} bytes")
+    alive = [s for s in conns if s in got_event]
+    lat = disconnect_latencies(alive, args.fastsse_log, min(args.disconnect_samples, len(alive)))
+    if lat:
+        ms = sorted(x * 1000 for x in lat)
+        print(f"disconnect -> freed    median {statistics.median(ms):.1f} ms, max {ms[-1]:.1f} ms "
+              f"over {len(ms)} clients (log clock: 1 ms steps)")
+    for s in conns:
+        s.close()
+    sel.close()
+    return 0 if held == args.streams else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
