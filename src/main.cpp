@@ -65,12 +65,21 @@ int main(int argc, char** argv) {
     sigaddset(&stop_signals, SIGINT);
     ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // before any thread starts: all inherit it
 
+    std::unique_ptr<Listener> listener;
+    try {
+        listener = std::make_unique<Listener>(settings);
+    } catch (const UsageError& e) {
+        fmt::print(stderr, "fastsse: {}\n", e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "fastsse: {}\n", e.what());
+        return 1;
+    }
     spdlog::info("fastsse {} starting (pid {})", FASTSSE_VERSION, ::getpid());
     raise_descriptor_limit();
+    spdlog::info("listening on {}", listener->address());
     try {
-        Listener listener(settings);
-        spdlog::info("listening on {}", listener.address());
-        Server server(loop, registry, settings, listener.fd());
+        Server server(loop, registry, settings, listener->fd());
         server.run();
     } catch (const std::exception& e) {
         spdlog::error("{}", e.what());

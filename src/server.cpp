@@ -31,7 +31,7 @@ Listener::Listener(const Settings& s) {
         int listening = 0;
         socklen_t len = sizeof listening;
         if (::getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening)
-            throw std::runtime_error("no --listen given and fd 0 is not a listening socket "
+            throw UsageError("no --listen given and fd 0 is not a listening socket "
                                      "(start fastsse with --listen unix:PATH or HOST:PORT, or from spawn-fcgi)");
         fd_ = UniqueFd(::fcntl(0, F_DUPFD_CLOEXEC, 3));
         if (!fd_) fail("fd 0");
@@ -43,7 +43,7 @@ Listener::Listener(const Settings& s) {
         sockaddr_un sa{};
         sa.sun_family = AF_UNIX;
         if (unix_path_.empty() || unix_path_.size() >= sizeof sa.sun_path)
-            throw std::runtime_error(fmt::format("--listen {}: the socket path must be 1 to {} bytes", s.listen,
+            throw UsageError(fmt::format("--listen {}: the socket path must be 1 to {} bytes", s.listen,
                                                  sizeof sa.sun_path - 1));
         std::memcpy(sa.sun_path, unix_path_.data(), unix_path_.size());
         fd_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -59,7 +59,7 @@ Listener::Listener(const Settings& s) {
     } else {
         auto colon = s.listen.rfind(':');
         if (colon == std::string::npos)
-            throw std::runtime_error(fmt::format("--listen {}: expected unix:PATH or HOST:PORT", s.listen));
+            throw UsageError(fmt::format("--listen {}: expected unix:PATH or HOST:PORT", s.listen));
         auto host = s.listen.substr(0, colon);
         auto port = s.listen.substr(colon + 1);
         if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
@@ -68,7 +68,7 @@ Listener::Listener(const Settings& s) {
         hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
         addrinfo* res = nullptr;
         if (int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res); rc != 0)
-            throw std::runtime_error(fmt::format("--listen {}: {}", s.listen, ::gai_strerror(rc)));
+            throw UsageError(fmt::format("--listen {}: {}", s.listen, ::gai_strerror(rc)));
         std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(res, ::freeaddrinfo);
         fd_ = UniqueFd(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
         if (!fd_) fail("socket");

@@ -17,7 +17,8 @@ namespace fastsse {
 // The listening socket: made from --listen (a unix socket is removed again on exit), or fd 0.
 class Listener {
 public:
-    explicit Listener(const Settings& settings);  // throws std::runtime_error naming the address
+    // Throws UsageError for an address that cannot be meant, std::runtime_error when listening fails.
+    explicit Listener(const Settings& settings);
     ~Listener();
     Listener(const Listener&) = delete;
     Listener& operator=(const Listener&) = delete;
