@@ -11,16 +11,16 @@ void check_field(std::string_view field, std::string_view value) {
 
 namespace {
 
-// Hoa's rule: \r\n, \r and \n each end one data line.
-void append_data_lines(std::string_view data, std::string& out) {
+// Calls fn on each line of text, lines ending at \r\n, \r or \n (Hoa's rule); text without a line
+// break is one line, and a trailing break leaves a last, empty line.
+template <class Fn>
+void for_each_line(std::string_view text, Fn fn) {
     for (;;) {
-        auto end = data.find_first_of("\r\n");
-        out += "data: ";
-        out += data.substr(0, end);
-        out += '\n';
+        auto end = text.find_first_of("\r\n");
+        fn(text.substr(0, end));
         if (end == std::string_view::npos) return;
-        auto skip = (data[end] == '\r' && end + 1 < data.size() && data[end + 1] == '\n') ? 2 : 1;
-        data.remove_prefix(end + skip);
+        auto skip = (text[end] == '\r' && end + 1 < text.size() && text[end + 1] == '\n') ? 2 : 1;
+        text.remove_prefix(end + skip);
     }
 }
 
@@ -36,7 +36,13 @@ void encode(const Event& e, std::string& out) {
         out += e.event;
         out += '\n';
     }
-    if (e.data) append_data_lines(*e.data, out);
+    if (e.data) {
+        for_each_line(*e.data, [&](std::string_view line) {
+            out += "data: ";
+            out += line;
+            out += '\n';
+        });
+    }
     if (e.id) {
         // As Hoa: a bare "id" line resets the client's last event id.
         out += e.id->empty() ? std::string_view("id\n") : std::string_view("id: ");
@@ -56,18 +62,11 @@ std::string encode(const Event& e) {
 }
 
 void encode_comment(std::string_view text, std::string& out) {
-    for (;;) {
-        auto end = text.find_first_of("\r\n");
-        out += ':';
-        if (!text.empty() && end != 0) {
-            out += ' ';
-            out += text.substr(0, end);
-        }
+    for_each_line(text, [&](std::string_view line) {
+        out += line.empty() ? std::string_view(":") : std::string_view(": ");
+        out += line;
         out += '\n';
-        if (end == std::string_view::npos) break;
-        auto skip = (text[end] == '\r' && end + 1 < text.size() && text[end + 1] == '\n') ? 2 : 1;
-        text.remove_prefix(end + skip);
-    }
+    });
     out += '\n';
 }
 
