@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Holds N event streams open through nginx and prints what fastsse spends on them.
 
-Prints: streams established and receiving events, fastsse's RSS and PSS with them (from /proc), and
-the time from a client closing its connection to fastsse logging that stream closed (freed).
+Prints: streams established and receiving events, fastsse's RSS and PSS with them (from /proc), its
+CPU time per 1,000 events delivered while they are held (from /proc/PID/task/*/schedstat, exact to
+the nanosecond), and the time from a client closing its connection to fastsse logging that stream
+closed (freed).
 Usage: bench/hold_streams.py --port 8080 --path /events/clock --streams 10000 \
            --fastsse-pid PID --fastsse-log FILE
 """
@@ -26,6 +28,31 @@ def memory_kb(pid):
                 if key in ("VmRSS", "Pss"):
                     fields[key] = int(rest.split()[0])
     return fields.get("VmRSS", 0), fields.get("Pss", 0)
+
+
+def cpu_ns(pid):
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total
+
+
+def hold(sel, seconds):
+    """Reads every stream for `seconds`; returns the number of events received."""
+    events = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for key, _ in sel.select(0.2):
+            try:
+                data = key.fileobj.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                sel.unregister(key.fileobj)
+                continue
+            events += data.count(b"\nid: ")
+    return events
 
 
 def open_streams(args):
@@ -118,6 +145,7 @@ def main():
     ap.add_argument("--fastsse-pid", type=int, required=True)
     ap.add_argument("--fastsse-log", required=True)
     ap.add_argument("--disconnect-samples", type=int, default=100)
+    ap.add_argument("--hold", type=float, default=10, help="seconds to hold the streams while measuring CPU")
     args = ap.parse_args()
 
     rss0, pss0 = memory_kb(args.fastsse_pid)
@@ -130,6 +158,12 @@ def main():
     print(f"fastsse PSS            {pss0} kB idle -> {pss} kB")
     if held:
         print(f"RSS per stream         {(rss - rss0) * 1024 / held:.0f} bytes")
+    cpu0 = cpu_ns(args.fastsse_pid)
+    events = hold(sel, args.hold)
+    cpu = cpu_ns(args.fastsse_pid) - cpu0
+    if events:
+        print(f"events received        {events} in {args.hold:.0f} s")
+        print(f"fastsse CPU            {cpu / 1e6:.0f} ms, {cpu / 1e6 / events * 1000:.2f} ms per 1,000 events")
     alive = [s for s in conns if s in got_event]
     lat = disconnect_latencies(alive, args.fastsse_log, min(args.disconnect_samples, len(alive)))
     if lat:
