@@ -45,13 +45,17 @@ void check_option(const OptionSpec& spec, std::string_view value) {
 OptionValues parse_options(std::span<const std::span<const OptionSpec>> tables,
                            const std::map<std::string, std::string, std::less<>>& given,
                            bool as_params) {
+    for (const auto& [name, value] : given) {
+        bool found = false;
+        for (auto table : tables)
+            for (const auto& spec : table) found = found || spec.name == name;
+        if (!found) throw OptionError(fmt::format("unknown option {}", as_params ? param_name(name) : name));
+    }
     OptionValues values;
-    size_t known = 0;
     for (auto table : tables) {
         for (const auto& spec : table) {
             auto it = given.find(spec.name);
             std::string_view value = it == given.end() ? spec.default_value : std::string_view(it->second);
-            if (it != given.end()) ++known;
             try {
                 check_option(spec, value);
             } catch (const OptionError& e) {
@@ -59,14 +63,6 @@ OptionValues parse_options(std::span<const std::span<const OptionSpec>> tables,
                 throw OptionError(fmt::format("{}{}", param_name(spec.name), e.what() + spec.name.size()));
             }
             values.set(std::string(spec.name), std::string(value));
-        }
-    }
-    if (known != given.size()) {
-        for (const auto& [name, value] : given) {
-            bool found = false;
-            for (auto table : tables)
-                for (const auto& spec : table) found = found || spec.name == name;
-            if (!found) throw OptionError(fmt::format("unknown option {}", as_params ? param_name(name) : name));
         }
     }
     return values;

@@ -126,7 +126,10 @@ void Stream::queue(std::string_view bytes) {
         // Nothing queued: hand the record straight to the socket, header and payload in one call.
         auto header = fastcgi::stdout_header(conn_.request_id, bytes.size());
         iovec iov[2] = {{header.data(), header.size()}, {const_cast<char*>(bytes.data()), bytes.size()}};
-        ssize_t n = ::writev(conn_.fd.get(), iov, 2);
+        msghdr msg{};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = 2;
+        ssize_t n = ::sendmsg(conn_.fd.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         size_t total = header.size() + bytes.size();
         if (n == static_cast<ssize_t>(total)) return;
         if (n < 0) {
@@ -142,20 +145,23 @@ void Stream::queue(std::string_view bytes) {
         pending_.append(bytes.substr(n > static_cast<ssize_t>(header.size()) ? n - header.size() : 0));
         stalled_since_ = loop_.now();
         watch_output(true);
-        return;
+    } else {
+        if (pending_off_ == pending_.size()) {
+            pending_.clear();
+            pending_off_ = 0;
+            stalled_since_ = loop_.now();
+        }
+        fastcgi::append_stdout(pending_, conn_.request_id, bytes);
+        if (state_ == State::open && !watching_output_) {
+            flush();
+            if (state_ == State::closed) return;
+        }
     }
-    if (pending_off_ == pending_.size()) {
-        pending_.clear();
-        pending_off_ = 0;
-        stalled_since_ = loop_.now();
+    // Only what the socket refused counts against the limit: a big event to a client that keeps up passes.
+    if (auto queued = pending_.size() - pending_off_; queued > limits_.max_buffer && state_ != State::opening) {
+        spdlog::warn("stream {}: client too slow, {} bytes queued (limit {})", id_, queued, limits_.max_buffer);
+        close("dropped: output buffer full");
     }
-    fastcgi::append_stdout(pending_, conn_.request_id, bytes);
-    if (pending_.size() - pending_off_ > limits_.max_buffer) {
-        spdlog::warn("stream {}: client too slow, {} bytes queued (limit {})", id_, pending_.size() - pending_off_,
-                     limits_.max_buffer);
-        return close("dropped: output buffer full");
-    }
-    if (state_ == State::open && !watching_output_) flush();
 }
 
 void Stream::flush() {

@@ -50,7 +50,7 @@ OptionValues parse_options(std::span<const std::span<const OptionSpec>> tables,
 // The FastCGI param that sets a per-location option: "interval" is FASTSSE_INTERVAL.
 std::string param_name(std::string_view option);
 
-// "  FASTSSE_INTERVAL  10..86400000 ms, default 1000: help" lines for --help and the docs;
+// "  FASTSSE_INTERVAL   10..86400000 ms; default '1000': help" lines for --help and the docs;
 // as_params names options by their FastCGI param, else by their config-file key.
 std::string describe(std::span<const OptionSpec> table, bool as_params);
 

@@ -1,2 +1,162 @@
+// FastCGI record framing, byte for byte (FastCGI 1.0 specification, sections 3.3, 5.3 and 5.5).
 #include <doctest/doctest.h>
-TEST_CASE("placeholder") { CHECK(true); }
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fastsse/fastcgi.hpp"
+
+using namespace std::string_view_literals;
+namespace fcgi = fastsse::fastcgi;
+
+namespace {
+
+unsigned byte(const std::string& s, size_t i) { return static_cast<unsigned char>(s.at(i)); }
+
+struct Record {
+    unsigned version, type, request_id;
+    std::string content;
+    unsigned padding;
+};
+
+// Parses a buffer of whole records; fails the test on a truncated one.
+std::vector<Record> parse(const std::string& s) {
+    std::vector<Record> out;
+    size_t i = 0;
+    while (i < s.size()) {
+        REQUIRE(s.size() - i >= 8);
+        Record r;
+        r.version = byte(s, i);
+        r.type = byte(s, i + 1);
+        r.request_id = byte(s, i + 2) << 8 | byte(s, i + 3);
+        size_t length = byte(s, i + 4) << 8 | byte(s, i + 5);
+        r.padding = byte(s, i + 6);
+        CHECK(byte(s, i + 7) == 0);  // reserved
+        REQUIRE(s.size() - i - 8 >= length + r.padding);
+        r.content = s.substr(i + 8, length);
+        i += 8 + length + r.padding;
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("stdout_header") {
+    SUBCASE("a small record") {
+        auto h = fcgi::stdout_header(1, 23);
+        CHECK(std::string(h.data(), h.size()) == "\x01\x06\x00\x01\x00\x17\x00\x00"sv);
+    }
+    SUBCASE("request id and length are big-endian") {
+        auto h = fcgi::stdout_header(0x1234, 0xabcd);
+        CHECK(std::string(h.data(), h.size()) == "\x01\x06\x12\x34\xab\xcd\x00\x00"sv);
+    }
+    SUBCASE("the largest record") {
+        auto h = fcgi::stdout_header(0xffff, fcgi::max_content);
+        CHECK(std::string(h.data(), h.size()) == "\x01\x06\xff\xff\xff\xff\x00\x00"sv);
+    }
+    SUBCASE("an empty record (the end of the stream)") {
+        auto h = fcgi::stdout_header(1, 0);
+        CHECK(std::string(h.data(), h.size()) == "\x01\x06\x00\x01\x00\x00\x00\x00"sv);
+    }
+    CHECK(fcgi::header_size == 8);
+    CHECK(fcgi::max_content == 65535);
+}
+
+TEST_CASE("append_stdout") {
+    SUBCASE("one record, appended after what is there") {
+        std::string out = "xy";
+        fcgi::append_stdout(out, 1, "data: x\n\n");
+        CHECK(out == "xy\x01\x06\x00\x01\x00\x09\x00\x00"
+                     "data: x\n\n"sv);
+    }
+    SUBCASE("empty content writes nothing: an empty STDOUT record would end the response") {
+        std::string out = "xy";
+        fcgi::append_stdout(out, 1, "");
+        CHECK(out == "xy");
+    }
+    SUBCASE("exactly 65535 bytes is one record") {
+        std::string content(65535, 'a');
+        std::string out;
+        fcgi::append_stdout(out, 3, content);
+        CHECK(out.size() == 8 + 65535);
+        auto records = parse(out);
+        REQUIRE(records.size() == 1);
+        CHECK(records[0].content == content);
+        CHECK(out.substr(0, 8) == "\x01\x06\x00\x03\xff\xff\x00\x00"sv);
+    }
+    SUBCASE("65536 bytes is split into 65535 + 1") {
+        std::string content(65535, 'a');
+        content += 'b';
+        std::string out;
+        fcgi::append_stdout(out, 3, content);
+        CHECK(out.size() == 2 * 8 + 65536);
+        auto records = parse(out);
+        REQUIRE(records.size() == 2);
+        CHECK(records[0].content == std::string(65535, 'a'));
+        CHECK(records[1].content == "b");
+        CHECK(out.substr(8 + 65535, 8) == "\x01\x06\x00\x03\x00\x01\x00\x00"sv);
+    }
+    SUBCASE("a larger payload becomes several records that rebuild it exactly") {
+        std::string content;
+        for (size_t i = 0; i < 200'000; ++i) content += static_cast<char>('a' + i % 26);
+        std::string out;
+        fcgi::append_stdout(out, 0x0102, content);
+        auto records = parse(out);
+        REQUIRE(records.size() == 4);
+        std::string joined;
+        for (auto& r : records) {
+            CHECK(r.version == 1);
+            CHECK(r.type == 6);
+            CHECK(r.request_id == 0x0102);
+            CHECK(r.padding == 0);
+            joined += r.content;
+        }
+        CHECK(records[0].content.size() == 65535);
+        CHECK(records[1].content.size() == 65535);
+        CHECK(records[2].content.size() == 65535);
+        CHECK(records[3].content.size() == 200'000 - 3 * 65535);
+        CHECK(joined == content);
+    }
+    SUBCASE("bytes are copied as they are, NUL included") {
+        std::string out;
+        fcgi::append_stdout(out, 1, "a\0b"sv);
+        CHECK(out == "\x01\x06\x00\x01\x00\x03\x00\x00"
+                     "a\0b"sv);
+    }
+}
+
+TEST_CASE("append_end: an empty STDOUT record, then END_REQUEST with an 8-byte body") {
+    std::string out = "z";
+    fcgi::append_end(out, 1);
+    CHECK(out == "z"
+                 "\x01\x06\x00\x01\x00\x00\x00\x00"                                      // FCGI_STDOUT, empty
+                 "\x01\x03\x00\x01\x00\x08\x00\x00"                                      // FCGI_END_REQUEST, 8 bytes
+                 "\x00\x00\x00\x00\x00\x00\x00\x00"sv);                                  // appStatus 0, REQUEST_COMPLETE
+    std::string other;
+    fcgi::append_end(other, 0xbeef);
+    auto records = parse(other);
+    REQUIRE(records.size() == 2);
+    CHECK(records[0].type == 6);
+    CHECK(records[0].request_id == 0xbeef);
+    CHECK(records[0].content.empty());
+    CHECK(records[1].type == 3);
+    CHECK(records[1].request_id == 0xbeef);
+    CHECK(records[1].content == std::string(8, '\0'));
+}
+
+TEST_CASE("a whole response: headers, events, end") {
+    std::string out;
+    fcgi::append_stdout(out, 5, "Status: 200 OK\r\n\r\n");
+    fcgi::append_stdout(out, 5, "data: 1\n\n");
+    fcgi::append_end(out, 5);
+    auto records = parse(out);
+    REQUIRE(records.size() == 4);
+    CHECK(records[0].content == "Status: 200 OK\r\n\r\n");
+    CHECK(records[1].content == "data: 1\n\n");
+    CHECK(records[2].type == 6);
+    CHECK(records[2].content.empty());
+    CHECK(records[3].type == 3);
+    for (auto& r : records) CHECK(r.request_id == 5);
+}

@@ -1,2 +1,697 @@
+// One client's stream over a real socket: a socketpair's one end is the Stream's Connection
+// (non-blocking, as the Acceptor sets it), the test reads the other end and parses FastCGI records.
+// The loop runs only where the Stream must notice something on it; it is stopped from callbacks,
+// with a guard timer as a deadline, never by sleeping.
 #include <doctest/doctest.h>
-TEST_CASE("placeholder") { CHECK(true); }
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fastsse/event.hpp"
+#include "fastsse/event_loop.hpp"
+#include "fastsse/fastcgi.hpp"
+#include "fastsse/stream.hpp"
+
+using namespace std::chrono_literals;
+using namespace std::string_view_literals;
+using fastsse::Event;
+using fastsse::Stream;
+using fastsse::UniqueFd;
+
+namespace {
+
+constexpr unsigned type_end_request = 3;
+constexpr unsigned type_stdout = 6;
+
+constexpr std::string_view cgi_headers =
+    "Status: 200 OK\r\n"
+    "Content-Type: text/event-stream; charset=utf-8\r\n"
+    "Cache-Control: no-cache\r\n"
+    "X-Accel-Buffering: no\r\n"
+    "\r\n";
+
+struct Record {
+    unsigned type = 0, request_id = 0;
+    std::string content;
+};
+
+// Whole records from the front of buf (consumed); a trailing partial record stays in buf.
+std::vector<Record> take_records(std::string& buf) {
+    std::vector<Record> out;
+    size_t i = 0;
+    auto b = [&](size_t k) { return static_cast<unsigned>(static_cast<unsigned char>(buf[k])); };
+    while (buf.size() - i >= 8) {
+        size_t length = b(i + 4) << 8 | b(i + 5);
+        size_t padding = b(i + 6);
+        if (buf.size() - i - 8 < length + padding) break;
+        CHECK(b(i) == 1);  // FCGI_VERSION_1
+        Record r;
+        r.type = b(i + 1);
+        r.request_id = b(i + 2) << 8 | b(i + 3);
+        r.content = buf.substr(i + 8, length);
+        out.push_back(std::move(r));
+        i += 8 + length + padding;
+    }
+    buf.erase(0, i);
+    return out;
+}
+
+// What the peer can read right now (the writes on a socketpair are there as soon as send() returns).
+struct Peer {
+    UniqueFd fd;
+    std::string buf;
+    bool eof = false;
+
+    void read_now() {
+        char chunk[65536];
+        for (;;) {
+            ssize_t n = ::recv(fd.get(), chunk, sizeof chunk, MSG_DONTWAIT);
+            if (n > 0) {
+                buf.append(chunk, n);
+                continue;
+            }
+            if (n == 0) eof = true;
+            else if (errno == EINTR) continue;
+            else REQUIRE((errno == EAGAIN || errno == EWOULDBLOCK));
+            return;
+        }
+    }
+    std::vector<Record> records() {
+        read_now();
+        return take_records(buf);
+    }
+};
+
+struct Owner final : fastsse::StreamOwner {
+    std::vector<uint64_t> retired;
+    std::function<void()> on_retire;
+    void retire(Stream& s) noexcept override {
+        retired.push_back(s.id());
+        if (on_retire) on_retire();
+    }
+};
+
+struct Work final : fastsse::Subscription {
+    explicit Work(bool& destroyed) : destroyed_(destroyed) {}
+    ~Work() override { destroyed_ = true; }
+    bool& destroyed_;
+};
+
+// Captures the log lines (the Stream logs through spdlog's default logger).
+class LogCapture {
+public:
+    LogCapture() : previous_(spdlog::default_logger()) {
+        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(lines_);
+        auto logger = std::make_shared<spdlog::logger>("test", sink);
+        logger->set_pattern("%v");
+        logger->set_level(spdlog::level::debug);
+        spdlog::set_default_logger(logger);
+    }
+    ~LogCapture() { spdlog::set_default_logger(previous_); }
+    std::string text() const { return lines_.str(); }
+
+private:
+    std::ostringstream lines_;
+    std::shared_ptr<spdlog::logger> previous_;
+};
+
+// One stream on one socketpair, with its loop, owner and log.
+struct Fixture {
+    LogCapture log;
+    fastsse::EventLoop loop;
+    Owner owner;
+    Peer peer;
+    std::unique_ptr<Stream> stream;
+    bool work_destroyed = false;
+    uint16_t request_id = 1;
+
+    explicit Fixture(fastsse::StreamLimits limits = {}, uint16_t rid = 1, int sndbuf = 0) : request_id(rid) {
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+        peer.fd = UniqueFd(fds[1]);
+        if (sndbuf > 0) REQUIRE(::setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) == 0);
+        ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+        fastsse::Connection c;
+        c.fd = UniqueFd(fds[0]);
+        c.request_id = rid;
+        c.request.method = "GET";
+        stream = std::make_unique<Stream>(loop, owner, 7, std::move(c), limits, "test /events");
+    }
+
+    void begin() { stream->begin(std::make_unique<Work>(work_destroyed)); }
+
+    // Runs the loop until done() holds after some callback, or the deadline passes.
+    bool run_until(const std::function<bool()>& done, std::chrono::seconds deadline = 10s) {
+        if (done()) return true;
+        auto guard = loop.call_after(deadline, [&] { loop.stop(); });
+        owner.on_retire = [&] {
+            if (done()) loop.stop();
+        };
+        loop.run();
+        owner.on_retire = nullptr;
+        return done();
+    }
+};
+
+// Reads the peer end from inside the loop, as a web server would; stops the loop once done() holds.
+class PeerReader final : public fastsse::IoHandler {
+public:
+    PeerReader(fastsse::EventLoop& loop, Peer& peer, std::function<bool()> done)
+        : loop_(loop), peer_(peer), done_(std::move(done)) {
+        loop_.add(peer_.fd.get(), EPOLLIN | EPOLLRDHUP, this);
+    }
+    ~PeerReader() { loop_.remove(peer_.fd.get()); }
+    void on_io(uint32_t) override {
+        peer_.read_now();
+        for (auto& r : take_records(peer_.buf)) received.push_back(std::move(r));
+        if (done_()) loop_.stop();
+    }
+    std::vector<Record> received;
+
+private:
+    fastsse::EventLoop& loop_;
+    Peer& peer_;
+    std::function<bool()> done_;
+};
+
+Event data_event(std::string_view data) {
+    Event e;
+    e.data = data;
+    return e;
+}
+
+bool is_end_request(const Record& r) { return r.type == type_end_request && r.content == std::string(8, '\0'); }
+
+// Checks the first record: the CGI headers and the opening comment, nothing else.
+void check_head(const Record& r, unsigned request_id = 1) {
+    CHECK(r.type == type_stdout);
+    CHECK(r.request_id == request_id);
+    REQUIRE(r.content.starts_with(cgi_headers));
+    auto body = std::string_view(r.content).substr(cgi_headers.size());
+    // A comment block: it starts the body without firing any event in the browser.
+    CHECK(body.starts_with(":"));
+    CHECK(body.ends_with("\n\n"));
+    CHECK(body.find("\ndata") == std::string_view::npos);
+    CHECK(body.find("\n\n") == body.size() - 2);
+}
+
+}  // namespace
+
+TEST_CASE("status_text") {
+    CHECK(fastsse::status_text(200) == "OK");
+    CHECK(fastsse::status_text(400) == "Bad Request");
+    CHECK(fastsse::status_text(404) == "Not Found");
+    CHECK(fastsse::status_text(405) == "Method Not Allowed");
+    CHECK(fastsse::status_text(406) == "Not Acceptable");
+    CHECK(fastsse::status_text(500) == "Internal Server Error");
+    CHECK(fastsse::status_text(503) == "Service Unavailable");
+    CHECK(fastsse::status_text(418) == "Error");
+}
+
+TEST_CASE("send_response: a complete short response, then the connection closed") {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    Peer peer;
+    peer.fd = UniqueFd(fds[1]);
+    fastsse::Connection c;
+    c.fd = UniqueFd(fds[0]);
+    c.request_id = 0x0203;
+
+    SUBCASE("with extra headers and a body") {
+        fastsse::send_response(c, 503, "Retry-After: 5\r\n", "Too many open streams (3).\n");
+        CHECK_FALSE(c.fd);
+        auto records = peer.records();
+        CHECK(peer.eof);
+        CHECK(peer.buf.empty());
+        REQUIRE(records.size() == 3);
+        CHECK(records[0].type == type_stdout);
+        CHECK(records[0].request_id == 0x0203);
+        CHECK(records[0].content ==
+              "Status: 503 Service Unavailable\r\n"
+              "Retry-After: 5\r\n"
+              "Content-Type: text/plain; charset=utf-8\r\n"
+              "\r\n"
+              "Too many open streams (3).\n");
+        CHECK(records[1].type == type_stdout);
+        CHECK(records[1].content.empty());
+        CHECK(records[1].request_id == 0x0203);
+        CHECK(is_end_request(records[2]));
+        CHECK(records[2].request_id == 0x0203);
+    }
+    SUBCASE("without a body: no Content-Type") {
+        fastsse::send_response(c, 200, "Content-Type: text/event-stream; charset=utf-8\r\n", {});
+        auto records = peer.records();
+        CHECK(peer.eof);
+        REQUIRE(records.size() == 3);
+        CHECK(records[0].content == "Status: 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\r\n");
+        CHECK(records[1].content.empty());
+        CHECK(is_end_request(records[2]));
+    }
+    SUBCASE("an unknown status") {
+        fastsse::send_response(c, 418, {}, "x\n");
+        auto records = peer.records();
+        REQUIRE(records.size() == 3);
+        CHECK(records[0].content == "Status: 418 Error\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nx\n");
+    }
+}
+
+TEST_CASE("Stream: nothing is written before begin()") {
+    Fixture f;
+    f.stream->send(data_event("early"));
+    f.stream->sweep(f.loop.now() + 1h);  // no heartbeat either
+    f.peer.read_now();
+    CHECK(f.peer.buf.empty());
+    CHECK(f.owner.retired.empty());
+
+    SUBCASE("begin() sends the headers, then what the producer already sent") {
+        f.begin();
+        auto records = f.peer.records();
+        REQUIRE(records.size() == 2);
+        check_head(records[0]);
+        CHECK(records[1].type == type_stdout);
+        CHECK(records[1].content == "data: early\n\n");
+        CHECK(f.owner.retired.empty());
+        CHECK(f.log.text().find("stream 7 opened: test /events") != std::string::npos);
+    }
+    SUBCASE("reject() drops what was queued and answers with the error alone") {
+        f.stream->reject(fastsse::RequestError(406, "You must send a request with \"Accept: text/event-stream\"."));
+        auto records = f.peer.records();
+        CHECK(f.peer.eof);
+        REQUIRE(records.size() == 3);
+        CHECK(records[0].content ==
+              "Status: 406 Not Acceptable\r\n"
+              "Content-Type: text/plain; charset=utf-8\r\n"
+              "\r\n"
+              "You must send a request with \"Accept: text/event-stream\".\n");
+        CHECK(records[1].type == type_stdout);
+        CHECK(records[1].content.empty());
+        CHECK(is_end_request(records[2]));
+        CHECK(f.owner.retired == std::vector<uint64_t>{7});
+        CHECK(f.log.text().find("406") != std::string::npos);
+    }
+}
+
+TEST_CASE("Stream: begin() sends the CGI headers and the opening comment in one record") {
+    Fixture f({}, 0x0102);
+    f.begin();
+    auto records = f.peer.records();
+    REQUIRE(records.size() == 1);
+    check_head(records[0], 0x0102);
+    CHECK(f.peer.buf.empty());
+    CHECK_FALSE(f.peer.eof);
+    CHECK_FALSE(f.work_destroyed);
+}
+
+TEST_CASE("Stream: send() writes one FCGI_STDOUT record per event") {
+    Fixture f({}, 9);
+    f.begin();
+    f.peer.records();
+
+    Event tick;
+    tick.event = "tick";
+    tick.data = "1365685831";
+    tick.id = "1";
+    Event two_lines = data_event("un autre message\nsur deux lignes");
+    Event reset;
+    reset.data = "x";
+    reset.id = "";
+    f.stream->send(tick);
+    f.stream->send(two_lines);
+    f.stream->send(reset);
+
+    auto records = f.peer.records();
+    REQUIRE(records.size() == 3);
+    CHECK(records[0].content == "event: tick\ndata: 1365685831\nid: 1\n\n");
+    CHECK(records[1].content == "data: un autre message\ndata: sur deux lignes\n\n");
+    CHECK(records[2].content == "data: x\nid\n\n");
+    for (auto& r : records) {
+        CHECK(r.type == type_stdout);
+        CHECK(r.request_id == 9);
+    }
+    CHECK(f.peer.buf.empty());
+    CHECK(f.owner.retired.empty());
+}
+
+TEST_CASE("Stream: an event larger than one record is split, in order") {
+    Fixture f;
+    f.begin();
+    f.peer.records();
+    std::string big(100'000, 'x');
+    f.stream->send(data_event(big));
+    f.stream->send(data_event("after"));
+    // The socket's buffer may take the 100 KB in parts: let the loop flush while the peer reads.
+    std::vector<Record>* got = nullptr;
+    auto done = [&] { return got && !got->empty() && got->back().content == "data: after\n\n"; };
+    PeerReader reader(f.loop, f.peer, done);
+    got = &reader.received;
+    REQUIRE(f.run_until(done));
+    auto& records = reader.received;
+    REQUIRE(records.size() == 3);
+    CHECK(records[0].content.size() == fastsse::fastcgi::max_content);
+    CHECK(records[0].content + records[1].content == "data: " + big + "\n\n");
+    CHECK(records[2].content == "data: after\n\n");
+}
+
+TEST_CASE("Stream: an event with a bad name or id throws and writes nothing; the stream goes on") {
+    Fixture f;
+    f.begin();
+    f.peer.records();
+    Event bad = data_event("x");
+    bad.event = "a\nb";
+    CHECK_THROWS_AS(f.stream->send(bad), fastsse::EventError);
+    Event bad_id = data_event("x");
+    bad_id.id = "1\r";
+    CHECK_THROWS_AS(f.stream->send(bad_id), fastsse::EventError);
+    f.peer.read_now();
+    CHECK(f.peer.buf.empty());
+    f.stream->send(data_event("ok"));
+    auto records = f.peer.records();
+    REQUIRE(records.size() == 1);
+    CHECK(records[0].content == "data: ok\n\n");
+    CHECK(f.owner.retired.empty());
+}
+
+TEST_CASE("Stream: finish() ends the response and the stream retires itself") {
+    Fixture f({}, 4);
+    f.begin();
+    f.peer.records();
+    f.stream->send(data_event("last"));
+
+    SUBCASE("with a retry hint") {
+        f.stream->finish(2500ms);
+        auto records = f.peer.records();
+        REQUIRE(records.size() == 4);
+        CHECK(records[0].content == "data: last\n\n");
+        CHECK(records[1].type == type_stdout);
+        CHECK(records[1].content == "retry: 2500\n\n");
+        CHECK(records[2].type == type_stdout);
+        CHECK(records[2].content.empty());
+        CHECK(is_end_request(records[3]));
+        for (auto& r : records) CHECK(r.request_id == 4);
+    }
+    SUBCASE("without a retry hint") {
+        f.stream->finish(std::nullopt);
+        auto records = f.peer.records();
+        REQUIRE(records.size() == 3);
+        CHECK(records[0].content == "data: last\n\n");
+        CHECK(records[1].type == type_stdout);
+        CHECK(records[1].content.empty());
+        CHECK(is_end_request(records[2]));
+    }
+    CHECK(f.peer.buf.empty());
+    CHECK(f.owner.retired == std::vector<uint64_t>{7});
+    CHECK(f.log.text().find("stream 7 closed: finished") != std::string::npos);
+
+    // Anything later is ignored: no bytes after END_REQUEST, no second retire.
+    f.stream->send(data_event("too late"));
+    f.stream->finish(1000ms);
+    f.stream->sweep(f.loop.now() + 1h);
+    f.peer.read_now();
+    CHECK(f.peer.buf.empty());
+    CHECK(f.owner.retired.size() == 1);
+
+    // The stream keeps its work and its connection until the owner destroys it.
+    CHECK_FALSE(f.work_destroyed);
+    CHECK_FALSE(f.peer.eof);
+    f.stream.reset();
+    CHECK(f.work_destroyed);
+    f.peer.read_now();
+    CHECK(f.peer.eof);
+    CHECK(f.peer.buf.empty());
+}
+
+TEST_CASE("Stream: finish() before begin() is written by begin()") {
+    Fixture f;
+    f.stream->send(data_event("one"));
+    f.stream->finish(100ms);
+    f.peer.read_now();
+    CHECK(f.peer.buf.empty());
+    CHECK(f.owner.retired.empty());
+    f.begin();
+    auto records = f.peer.records();
+    REQUIRE(records.size() == 5);
+    check_head(records[0]);
+    CHECK(records[1].content == "data: one\n\n");
+    CHECK(records[2].content == "retry: 100\n\n");
+    CHECK(records[3].content.empty());
+    CHECK(is_end_request(records[4]));
+    CHECK(f.owner.retired == std::vector<uint64_t>{7});
+}
+
+TEST_CASE("Stream: the client leaving is noticed on the loop") {
+    Fixture f;
+    f.begin();
+    f.peer.records();
+    f.peer.fd.reset();  // nginx closes the upstream connection when the browser goes
+    REQUIRE(f.run_until([&] { return !f.owner.retired.empty(); }));
+    CHECK(f.owner.retired == std::vector<uint64_t>{7});
+    CHECK(f.log.text().find("stream 7 closed: client gone") != std::string::npos);
+
+    // Retired, not destroyed: the producer's work goes only when the owner destroys the stream.
+    CHECK_FALSE(f.work_destroyed);
+    f.stream->send(data_event("nobody listens"));  // ignored, no second retire
+    f.stream->finish(1s);
+    CHECK(f.owner.retired.size() == 1);
+    f.stream.reset();
+    CHECK(f.work_destroyed);
+}
+
+TEST_CASE("Stream: input from the web server is read and ignored") {
+    Fixture f;
+    f.begin();
+    f.peer.records();
+    // An empty FCGI_STDIN record, as nginx sends after the params.
+    const char stdin_record[8] = {1, 5, 0, 1, 0, 0, 0, 0};
+    REQUIRE(::send(f.peer.fd.get(), stdin_record, sizeof stdin_record, 0) == 8);
+    // One loop iteration: the bytes are already there, so epoll reports them before the posted stop.
+    f.loop.post([&] { f.loop.stop(); });
+    auto guard = f.loop.call_after(10s, [&] { f.loop.stop(); });
+    f.loop.run();
+    CHECK(f.owner.retired.empty());
+    f.stream->send(data_event("still here"));
+    auto records = f.peer.records();
+    REQUIRE(records.size() == 1);
+    CHECK(records[0].content == "data: still here\n\n");
+
+    SUBCASE("then the end of input means the client left") {
+        REQUIRE(::shutdown(f.peer.fd.get(), SHUT_WR) == 0);
+        REQUIRE(f.run_until([&] { return !f.owner.retired.empty(); }));
+        CHECK(f.owner.retired.size() == 1);
+        CHECK(f.log.text().find("closed: client gone") != std::string::npos);
+    }
+}
+
+namespace {
+volatile sig_atomic_t sigpipes = 0;
+void count_sigpipe(int) { sigpipes = sigpipes + 1; }
+
+// Installs a SIGPIPE disposition for one test and restores the previous one.
+struct SigpipeGuard {
+    struct sigaction old{};
+    explicit SigpipeGuard(void (*handler)(int)) {
+        struct sigaction sa{};
+        sa.sa_handler = handler;
+        sigemptyset(&sa.sa_mask);
+        ::sigaction(SIGPIPE, &sa, &old);
+    }
+    ~SigpipeGuard() { ::sigaction(SIGPIPE, &old, nullptr); }
+};
+}  // namespace
+
+TEST_CASE("Stream: a write to a client that left closes the stream at once") {
+    SigpipeGuard ignore(SIG_IGN);  // as main() does
+    Fixture f;
+    f.begin();
+    f.peer.records();
+    f.peer.fd.reset();
+    f.stream->send(data_event("into the void"));
+    CHECK(f.owner.retired == std::vector<uint64_t>{7});
+    CHECK(f.log.text().find("stream 7 closed: client gone (write failed)") != std::string::npos);
+    f.stream->send(data_event("again"));
+    CHECK(f.owner.retired.size() == 1);
+    CHECK_FALSE(f.work_destroyed);
+}
+
+// A library must not kill a process that has not ignored SIGPIPE: every write uses MSG_NOSIGNAL.
+TEST_CASE("Stream: writing to a client that left raises no SIGPIPE") {
+    SigpipeGuard count(count_sigpipe);
+    sigpipes = 0;
+    Fixture f;
+    f.begin();
+    f.peer.records();
+    f.peer.fd.reset();
+    f.stream->send(data_event("into the void"));
+    CHECK(f.owner.retired.size() == 1);
+    CHECK(sigpipes == 0);
+}
+
+TEST_CASE("Stream: heartbeats after the heartbeat interval without output") {
+    fastsse::StreamLimits limits;
+    limits.heartbeat = 5s;
+    Fixture f(limits);
+    f.begin();
+    f.peer.records();
+    auto t0 = f.loop.now();  // the loop has not run: its clock is where the stream began
+
+    f.stream->sweep(t0 + 5s - 1ms);
+    f.peer.read_now();
+    CHECK(f.peer.buf.empty());
+
+    f.stream->sweep(t0 + 5s);
+    auto records = f.peer.records();
+    REQUIRE(records.size() == 1);
+    CHECK(records[0].type == type_stdout);
+    CHECK(records[0].content == ": heartbeat\n\n");
+    CHECK(f.owner.retired.empty());
+}
+
+TEST_CASE("Stream: a slow client is dropped once its queue passes the limit") {
+    fastsse::StreamLimits limits;
+    limits.max_buffer = 16 * 1024;
+    Fixture f(limits, 1, 4096);  // a small socket buffer, and the peer never reads
+    f.begin();
+
+    std::string payload(1000, 'p');
+    int sent = 0;
+    for (; sent < 10'000 && f.owner.retired.empty(); ++sent) f.stream->send(data_event(payload));
+    REQUIRE(f.owner.retired == std::vector<uint64_t>{7});
+    CHECK(f.log.text().find("stream 7 closed: dropped: output buffer full") != std::string::npos);
+    // Dropped only when the limit was passed: the socket's buffer and the queue together held more.
+    CHECK(sent * 1000 > static_cast<int>(limits.max_buffer));
+
+    // Later calls are ignored.
+    f.stream->send(data_event(payload));
+    f.stream->finish(1s);
+    f.stream->sweep(f.loop.now() + 1h);
+    CHECK(f.owner.retired.size() == 1);
+    CHECK_FALSE(f.work_destroyed);
+
+    // What did reach the client is whole records, in order.
+    auto records = f.peer.records();
+    REQUIRE_FALSE(records.empty());
+    check_head(records[0]);
+    for (size_t i = 1; i < records.size(); ++i) CHECK(records[i].content == "data: " + payload + "\n\n");
+    CHECK(static_cast<int>(records.size()) - 1 < sent);
+
+    f.stream.reset();
+    CHECK(f.work_destroyed);
+}
+
+TEST_CASE("Stream: an event larger than the queue limit reaches a client that keeps up (one record)") {
+    fastsse::StreamLimits limits;
+    limits.max_buffer = 4096;  // the smallest stream_buffer setting
+    Fixture f(limits);         // the default socket buffer has room for the whole event
+    f.begin();
+    f.peer.records();
+    std::string big(20'000, 'b');
+    f.stream->send(data_event(big));
+    CHECK(f.owner.retired.empty());
+    auto records = f.peer.records();
+    REQUIRE(records.size() == 1);
+    CHECK(records[0].content == "data: " + big + "\n\n");
+}
+
+// Only what the socket refused counts against the queue limit: an event over 64 KiB (several
+// records) reaches a client with an empty socket buffer.
+TEST_CASE("Stream: an event larger than the queue limit reaches a client that keeps up (several records)") {
+    fastsse::StreamLimits limits;
+    limits.max_buffer = 4096;
+    Fixture f(limits);
+    f.begin();
+    f.peer.records();
+    std::string big(70'000, 'b');
+    f.stream->send(data_event(big));
+    CHECK(f.owner.retired.empty());
+    auto records = f.peer.records();
+    REQUIRE(records.size() == 2);
+    CHECK(records[0].content + records[1].content == "data: " + big + "\n\n");
+}
+
+TEST_CASE("Stream: a client that takes nothing for the write timeout is dropped") {
+    fastsse::StreamLimits limits;
+    limits.max_buffer = 1 << 20;
+    limits.write_timeout = 30s;
+    Fixture f(limits, 1, 4096);
+    f.begin();
+    auto t0 = f.loop.now();
+    std::string payload(1000, 'p');
+    for (int i = 0; i < 100; ++i) f.stream->send(data_event(payload));  // ~100 KB: far more than the socket holds
+    REQUIRE(f.owner.retired.empty());
+
+    f.stream->sweep(t0 + 30s - 1ms);
+    CHECK(f.owner.retired.empty());
+    f.stream->sweep(t0 + 30s);
+    CHECK(f.owner.retired == std::vector<uint64_t>{7});
+    CHECK(f.log.text().find("stream 7 closed: dropped: write timeout") != std::string::npos);
+}
+
+TEST_CASE("Stream: a client that catches up gets everything, in order, then the end") {
+    fastsse::StreamLimits limits;
+    limits.max_buffer = 1 << 20;
+    Fixture f(limits, 1, 4096);
+    f.begin();
+    std::vector<std::string> expected;
+    for (int i = 0; i < 200; ++i) {
+        auto data = std::to_string(i) + ":" + std::string(500, static_cast<char>('a' + i % 26));
+        expected.push_back("data: " + data + "\n\n");
+        f.stream->send(data_event(data));
+    }
+    f.stream->finish(3000ms);  // with output still queued: the end waits for it
+    CHECK(f.owner.retired.empty());
+
+    std::vector<Record>* got = nullptr;
+    auto done = [&] { return !f.owner.retired.empty() && got && !got->empty() && is_end_request(got->back()); };
+    PeerReader reader(f.loop, f.peer, done);
+    got = &reader.received;
+    REQUIRE(f.run_until(done));
+    auto& records = reader.received;
+    REQUIRE(records.size() == 1 + expected.size() + 3);
+    check_head(records[0]);
+    for (size_t i = 0; i < expected.size(); ++i) {
+        CAPTURE(i);
+        CHECK(records[1 + i].content == expected[i]);
+    }
+    CHECK(records[records.size() - 3].content == "retry: 3000\n\n");
+    CHECK(records[records.size() - 2].content.empty());
+    CHECK(is_end_request(records.back()));
+    CHECK(f.owner.retired == std::vector<uint64_t>{7});
+    CHECK(f.log.text().find("stream 7 closed: finished") != std::string::npos);
+}
+
+TEST_CASE("Stream: reject() writes a complete error response") {
+    Fixture f({}, 3);
+    f.stream->reject(fastsse::RequestError(405, "Method POST is not allowed.", "Allow: GET, HEAD\r\n"));
+    auto records = f.peer.records();
+    CHECK(f.peer.eof);
+    REQUIRE(records.size() == 3);
+    CHECK(records[0].type == type_stdout);
+    CHECK(records[0].request_id == 3);
+    CHECK(records[0].content ==
+          "Status: 405 Method Not Allowed\r\n"
+          "Allow: GET, HEAD\r\n"
+          "Content-Type: text/plain; charset=utf-8\r\n"
+          "\r\n"
+          "Method POST is not allowed.\n");
+    CHECK(records[1].content.empty());
+    CHECK(is_end_request(records[2]));
+    CHECK(records[2].request_id == 3);
+    CHECK(f.owner.retired == std::vector<uint64_t>{7});
+
+    // A rejected stream ignores the Sink calls of a producer that still holds it.
+    f.stream->send(data_event("x"));
+    f.stream->finish(1s);
+    CHECK(f.owner.retired.size() == 1);
+    f.stream.reset();  // and is destroyed cleanly, its connection already closed
+}
