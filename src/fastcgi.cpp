@@ -2,9 +2,6 @@
 
 #include <fcgiapp.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <spdlog/spdlog.h>
-#include <sys/eventfd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -17,6 +14,7 @@ namespace fastcgi {
 namespace {
 constexpr unsigned char version_1 = 1;
 constexpr unsigned char type_end_request = 3;
+constexpr unsigned char type_params = 4;
 constexpr unsigned char type_stdout = 6;
 constexpr unsigned char request_complete = 0;
 
@@ -51,60 +49,40 @@ void append_end(std::string& out, uint16_t request_id) {
     out.append(body, sizeof body);
 }
 
-}  // namespace fastcgi
-
-Acceptor::Acceptor(int listen_fd, std::function<void(Connection)> on_accept)
-    : listen_fd_(listen_fd), stop_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), on_accept_(std::move(on_accept)) {
-    if (!stop_) throw std::system_error(errno, std::generic_category(), "eventfd");
-    // Non-blocking, so that libfcgi's accept() returns when another process sharing the socket
-    // (spawn-fcgi, systemd) took the connection poll() announced; the accepted sockets stay blocking
-    // for libfcgi's reads of the params.
-    int flags = ::fcntl(listen_fd_, F_GETFL);
-    ::fcntl(listen_fd_, F_SETFL, flags | O_NONBLOCK);
-    thread_ = std::thread([this] { run(); });
-}
-
-Acceptor::~Acceptor() {
-    stop();
-    if (thread_.joinable()) thread_.join();
-}
-
-void Acceptor::stop() noexcept {
-    uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(stop_.get(), &one, sizeof one);
-}
-
-void Acceptor::run() {
-    FCGX_Request req;
-    FCGX_InitRequest(&req, listen_fd_, 0);
-    for (;;) {
-        pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-        if (::poll(fds, 2, -1) < 0) {
-            if (errno == EINTR) continue;
-            spdlog::error("accept: poll failed: {}", std::strerror(errno));
-            return;
-        }
-        if (fds[1].revents) return;
-        if (!(fds[0].revents & POLLIN)) continue;
-
-        int rc = FCGX_Accept_r(&req);
-        if (rc < 0) {
-            if (rc != -EAGAIN && rc != -EWOULDBLOCK && rc != -EINTR && rc != -ECONNABORTED)
-                spdlog::warn("accept failed: {}", rc < -9990 ? "libfcgi error" : std::strerror(-rc));
-            continue;
-        }
-        Connection c;
-        c.request = request_from_env(req.envp);  // envp is freed by the next accept: copy now
-        c.request_id = static_cast<uint16_t>(req.requestId);
-        c.fd = UniqueFd(req.ipcFd);
-        // Take the connection from libfcgi: free its buffers and params without closing the fd or
-        // writing anything, so the next FCGX_Accept_r starts from a clean request.
-        FCGX_Free(&req, 0);
-        req.ipcFd = -1;
-        ::fcntl(c.fd.get(), F_SETFD, FD_CLOEXEC);
-        ::fcntl(c.fd.get(), F_SETFL, ::fcntl(c.fd.get(), F_GETFL) | O_NONBLOCK);
-        on_accept_(std::move(c));
+size_t request_head_length(std::string_view bytes) {
+    size_t at = 0;
+    while (bytes.size() - at >= header_size) {
+        auto byte = [&](size_t i) { return static_cast<unsigned char>(bytes[at + i]); };
+        if (byte(0) != version_1) return npos;
+        bool end_of_params = byte(1) == type_params && byte(4) == 0 && byte(5) == 0;
+        size_t record = header_size + (byte(4) << 8 | byte(5)) + byte(6);
+        if (bytes.size() - at < record) return 0;
+        at += record;
+        if (end_of_params) return at;
     }
+    return 0;
 }
+
+std::optional<Connection> read_request(UniqueFd fd) {
+    FCGX_Request req;
+    FCGX_InitRequest(&req, -1, 0);
+    // libfcgi reads the head of a connection it did not accept itself when the request looks like the
+    // next one on a kept-alive connection (keepConnection); `detached` makes its close on error a plain
+    // close(), without the lingering shutdown that would wait on the peer.
+    req.ipcFd = fd.release();
+    req.keepConnection = 1;
+    req.detached = 1;
+    if (FCGX_Accept_r(&req) < 0) return std::nullopt;
+
+    Connection c;
+    c.request = request_from_env(req.envp);  // envp dies with req: copy now
+    c.request_id = static_cast<uint16_t>(req.requestId);
+    c.fd = UniqueFd(req.ipcFd);
+    // Take the connection back: free libfcgi's buffers and params without closing or writing anything.
+    FCGX_Free(&req, 0);
+    return c;
+}
+
+}  // namespace fastcgi
 
 }  // namespace fastsse

@@ -126,11 +126,7 @@ void Server::run() {
         shut_down();
     });
     sweep_timer_ = loop_.call_after(std::chrono::seconds(1), [this] { sweep(); });
-    acceptor_ = std::make_unique<Acceptor>(listen_fd_, [this](Connection c) {
-        // Called on the acceptor's thread: hand over to the loop.
-        auto moved = std::make_shared<Connection>(std::move(c));
-        loop_.post([this, moved] { on_connection(std::move(*moved)); });
-    });
+    acceptor_ = std::make_unique<Acceptor>(loop_, listen_fd_, [this](Connection c) { on_connection(std::move(c)); });
     loop_.run();
     acceptor_.reset();
     streams_.clear();

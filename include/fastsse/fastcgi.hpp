@@ -1,14 +1,12 @@
 #pragma once
-// FastCGI on both sides of the hand-over. libfcgi accepts connections and reads the request's
-// params (it does that well, blocking, on the Acceptor's own thread); then the connection's
-// descriptor is handed to the event loop, which writes FCGI_STDOUT and FCGI_END_REQUEST records
-// itself, non-blocking, because libfcgi's writes block and one stalled client must not stall others.
+// FastCGI records. libfcgi decodes a request's head (BEGIN_REQUEST and the params); fastsse writes
+// the FCGI_STDOUT and FCGI_END_REQUEST records itself, non-blocking, because libfcgi's reads and
+// writes block, and one stalled peer must not stall the others.
 #include <array>
 #include <cstdint>
-#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 
 #include "fastsse/fd.hpp"
 #include "fastsse/request.hpp"
@@ -29,28 +27,25 @@ void append_end(std::string& out, uint16_t request_id);
 
 }  // namespace fastcgi
 
-// One accepted request, its params copied out of libfcgi, the connection now ours.
+// One request whose params have been read, the connection now the event loop's.
 struct Connection {
     UniqueFd fd;
     uint16_t request_id = 1;
     Request request;
 };
 
-// Accepts on its own thread with libfcgi until stop(); each connection goes to on_accept.
-class Acceptor {
-public:
-    Acceptor(int listen_fd, std::function<void(Connection)> on_accept);
-    ~Acceptor();  // stops and joins
-    Acceptor(const Acceptor&) = delete;
-    Acceptor& operator=(const Acceptor&) = delete;
-    void stop() noexcept;
+namespace fastcgi {
 
-private:
-    void run();
-    int listen_fd_;
-    UniqueFd stop_;  // eventfd: wakes the thread out of poll()
-    std::function<void(Connection)> on_accept_;
-    std::thread thread_;
-};
+// How many bytes at the start of `bytes` hold a whole request head: the records up to and including
+// the empty FCGI_PARAMS record that ends the params. 0: not all there yet; npos: not FastCGI.
+size_t request_head_length(std::string_view bytes);
+constexpr size_t npos = static_cast<size_t>(-1);
+
+// Lets libfcgi read the request head from `fd`, which must already hold all of it (see
+// request_head_length), so that libfcgi's blocking reads return at once. Returns the connection
+// with its params copied, or nullopt when libfcgi refused the request (it then closed the fd).
+std::optional<Connection> read_request(UniqueFd fd);
+
+}  // namespace fastcgi
 
 }  // namespace fastsse

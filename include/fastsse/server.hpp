@@ -1,11 +1,12 @@
 #pragma once
-// The server: takes accepted connections from the Acceptor, routes each to its producer or answers
-// it with an error, keeps the streams, sends heartbeats, and shuts down on SIGTERM/SIGINT.
+// The server: takes each request from the Acceptor, routes it to its producer or answers it with an
+// error, keeps the streams, sends heartbeats, and shuts down on SIGTERM/SIGINT. All on one thread.
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "fastsse/acceptor.hpp"
 #include "fastsse/event_loop.hpp"
 #include "fastsse/fastcgi.hpp"
 #include "fastsse/producer.hpp"

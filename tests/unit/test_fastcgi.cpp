@@ -160,3 +160,46 @@ TEST_CASE("a whole response: headers, events, end") {
     CHECK(records[3].type == 3);
     for (auto& r : records) CHECK(r.request_id == 5);
 }
+
+namespace {
+
+// One FastCGI record as a web server sends it: header, content, padding.
+std::string record(unsigned char type, std::string_view content, unsigned char padding = 0) {
+    std::string r = {1, static_cast<char>(type), 0, 1, static_cast<char>(content.size() >> 8),
+                     static_cast<char>(content.size() & 0xff), static_cast<char>(padding), 0};
+    r += content;
+    r.append(padding, '\0');
+    return r;
+}
+
+constexpr unsigned char begin_request = 1, params = 4, stdin_ = 5;
+
+}  // namespace
+
+TEST_CASE("request_head_length: the head ends with the empty FCGI_PARAMS record") {
+    auto head = record(begin_request, std::string("\0\1\0\0\0\0\0\0", 8)) +
+                record(params, "\x0e\x03REQUEST_METHODGET", 5) + record(params, "");
+    auto with_stdin = head + record(stdin_, "");
+
+    CHECK(fcgi::request_head_length(head) == head.size());
+    CHECK(fcgi::request_head_length(with_stdin) == head.size());  // what follows the head is not counted
+
+    SUBCASE("any shorter prefix is not all there yet") {
+        for (size_t cut = 0; cut < head.size(); ++cut) {
+            CAPTURE(cut);
+            CHECK(fcgi::request_head_length(std::string_view(head).substr(0, cut)) == 0);
+        }
+    }
+    SUBCASE("an empty record of another type does not end the head") {
+        auto no_end = record(begin_request, std::string(8, '\0')) + record(stdin_, "");
+        CHECK(fcgi::request_head_length(no_end) == 0);
+    }
+    SUBCASE("a record with padding that merely looks empty is skipped whole") {
+        auto padded = record(params, "", 3);  // content 0: this one does end the params, padding included
+        CHECK(fcgi::request_head_length(padded) == padded.size());
+    }
+    SUBCASE("bytes that are not FastCGI version 1") {
+        CHECK(fcgi::request_head_length("GET / HTTP/1.1\r\n\r\n") == fcgi::npos);
+        CHECK(fcgi::request_head_length(record(params, "x") + std::string(8, '\x07')) == fcgi::npos);
+    }
+}

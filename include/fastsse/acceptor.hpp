@@ -1,0 +1,45 @@
+#pragma once
+// Accepting connections on the event loop, without ever blocking it: a new connection waits, for a
+// few seconds at most, until its whole request head has arrived; only then does libfcgi decode it.
+// A web server (or anything else) that connects and stalls costs one descriptor until that deadline,
+// never the accepting of other requests, and never the shutdown.
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <unordered_map>
+
+#include "fastsse/event_loop.hpp"
+#include "fastsse/fastcgi.hpp"
+
+namespace fastsse {
+
+class Acceptor final : public IoHandler {
+public:
+    // How long a connection may take to send its request head.
+    static constexpr std::chrono::seconds head_timeout{5};
+
+    Acceptor(EventLoop& loop, int listen_fd, std::function<void(Connection)> on_request);
+    ~Acceptor();
+    Acceptor(const Acceptor&) = delete;
+    Acceptor& operator=(const Acceptor&) = delete;
+
+    // Stops accepting and drops the connections still sending their heads.
+    void stop() noexcept;
+
+    void on_io(uint32_t events) override;
+
+private:
+    class Pending;
+    void accept_all();
+    void drop_stale();
+    void finished(Pending& pending, std::optional<Connection> connection);
+
+    EventLoop& loop_;
+    int listen_fd_;
+    bool listening_ = true;
+    std::function<void(Connection)> on_request_;
+    std::unordered_map<Pending*, std::unique_ptr<Pending>> pending_;
+    Timer stale_timer_;
+};
+
+}  // namespace fastsse

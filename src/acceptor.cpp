@@ -1,0 +1,114 @@
+#include "fastsse/acceptor.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+namespace fastsse {
+
+// A connection whose request head has not all arrived yet.
+class Acceptor::Pending final : public IoHandler {
+public:
+    Pending(Acceptor& owner, UniqueFd fd) : owner_(owner), fd_(std::move(fd)), since_(owner.loop_.now()) {
+        // Edge-triggered: peeking leaves the bytes in place, so a level-triggered wait would spin
+        // until the rest of the head arrives.
+        owner_.loop_.add(fd_.get(), EPOLLIN | EPOLLRDHUP | EPOLLET, this);
+    }
+    ~Pending() {
+        if (fd_) owner_.loop_.remove(fd_.get());
+    }
+
+    EventLoop::Clock::time_point since() const { return since_; }
+
+    void on_io(uint32_t events) override {
+        // Look without taking: libfcgi reads the bytes itself once they are all there.
+        static std::array<char, 128 * 1024> peek;
+        ssize_t n = ::recv(fd_.get(), peek.data(), peek.size(), MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        auto length = n > 0 ? fastcgi::request_head_length(std::string_view(peek.data(), n)) : 0;
+        if (length == fastcgi::npos || (length == 0 && static_cast<size_t>(n) == peek.size())) {
+            spdlog::warn("dropped a connection that does not speak FastCGI (or whose params exceed {} bytes)",
+                         peek.size());
+            return owner_.finished(*this, std::nullopt);
+        }
+        if (length == 0) {
+            if (n <= 0 || (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))) owner_.finished(*this, std::nullopt);
+            return;
+        }
+        owner_.loop_.remove(fd_.get());
+        owner_.finished(*this, fastcgi::read_request(std::move(fd_)));
+    }
+
+private:
+    Acceptor& owner_;
+    UniqueFd fd_;
+    EventLoop::Clock::time_point since_;
+};
+
+Acceptor::Acceptor(EventLoop& loop, int listen_fd, std::function<void(Connection)> on_request)
+    : loop_(loop), listen_fd_(listen_fd), on_request_(std::move(on_request)) {
+    // Non-blocking, so that a connection another process sharing the socket (spawn-fcgi, systemd)
+    // took first does not block the loop in accept().
+    ::fcntl(listen_fd_, F_SETFL, ::fcntl(listen_fd_, F_GETFL) | O_NONBLOCK);
+    loop_.add(listen_fd_, EPOLLIN, this);
+    stale_timer_ = loop_.call_after(std::chrono::seconds(1), [this] { drop_stale(); });
+}
+
+Acceptor::~Acceptor() { stop(); }
+
+void Acceptor::stop() noexcept {
+    if (listening_) loop_.remove(listen_fd_);
+    listening_ = false;
+    pending_.clear();
+    stale_timer_.cancel();
+}
+
+void Acceptor::on_io(uint32_t) { accept_all(); }
+
+void Acceptor::accept_all() {
+    // A bounded batch per wake-up keeps streams' output flowing during a burst of connections.
+    for (int i = 0; i < 256 && listening_; ++i) {
+        UniqueFd fd(::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        if (!fd) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) spdlog::warn("accept failed: {}", std::strerror(errno));
+            return;
+        }
+        auto pending = std::make_unique<Pending>(*this, std::move(fd));
+        auto* key = pending.get();
+        pending_.emplace(key, std::move(pending));
+        key->on_io(0);  // the head has usually arrived with the connection
+    }
+}
+
+void Acceptor::finished(Pending& pending, std::optional<Connection> connection) {
+    // Destroyed later, on the loop: this may be called from the Pending's own on_io.
+    auto it = pending_.find(&pending);
+    if (it == pending_.end()) return;
+    auto done = std::make_shared<std::unique_ptr<Pending>>(std::move(it->second));
+    pending_.erase(it);
+    loop_.post([done] {});
+    if (connection) {
+        // The server reads what it needs from the connection: it has been copied out of libfcgi.
+        on_request_(std::move(*connection));
+    }
+}
+
+void Acceptor::drop_stale() {
+    auto now = loop_.now();
+    std::vector<Pending*> stale;
+    for (auto& [key, p] : pending_)
+        if (now - p->since() >= head_timeout) stale.push_back(key);
+    for (auto* p : stale) {
+        spdlog::warn("dropped a connection that sent no complete request in {} s", head_timeout.count());
+        finished(*p, std::nullopt);
+    }
+    stale_timer_ = loop_.call_after(std::chrono::seconds(1), [this] { drop_stale(); });
+}
+
+}  // namespace fastsse

@@ -1,0 +1,893 @@
+"""Test harness for fastsse's integration tests: real processes, real sockets, no mocks.
+
+- Fastsse: starts the real binary with its stderr captured to a file; wait_for_log() polls it.
+- Nginx: a real Debian nginx, its configuration generated from the repository's nginx/ files (the
+  ones users copy) with test-only ports, paths and locations substituted.
+- HttpStream: a raw HTTP/1.1 client that decodes chunked transfer encoding incrementally and parses
+  the event stream by the WHATWG rules, recording when each event and comment arrived.
+
+Every process is stopped by its PID: SIGTERM, a wait, SIGKILL only as a last resort.
+Standard library only (Debian's /usr/bin/python3).
+"""
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+NGINX = os.environ.get("FASTSSE_NGINX", "/usr/sbin/nginx")
+
+
+# ----------------------------------------------------------------------------------------------
+# Waiting on conditions
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, poll: float = 0.02):
+    """Polls predicate until it returns a true value (returned) or the deadline passes (Timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise Timeout(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(poll)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> Optional[int]:
+    """SIGTERM, wait, then SIGKILL as a last resort; returns the exit status."""
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=timeout)
+
+
+def _stat_fields(pid: int) -> Optional[list[str]]:
+    """/proc/PID/stat after the command name (which may hold spaces and parentheses)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def children_of(pid: int) -> list[tuple[int, str]]:
+    """The children of pid, each with its start time, so that a reused PID is never mistaken for it."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields and int(fields[1]) == pid:
+                out.append((int(entry), fields[19]))
+    return out
+
+
+def kill_if_same(pid: int, starttime: str):
+    fields = _stat_fields(pid)
+    if fields and fields[19] == starttime:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def make_dir(path: Path) -> Path:
+    """A fresh directory that nginx's workers (user nobody) can traverse."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    path.chmod(0o755)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# fastsse
+
+
+class Fastsse:
+    """One fastsse process. listen: "unix:PATH", "127.0.0.1:PORT" or None (socket inherited on fd 0)."""
+
+    def __init__(self, binary: Path, workdir: Path, listen: Optional[str], args=(), stdin=None, name="fastsse"):
+        self.binary = Path(binary)
+        self.workdir = Path(workdir)
+        self.listen = listen
+        self.log_path = self.workdir / f"{name}.log"
+        self.out_path = self.workdir / f"{name}.out"
+        argv = [str(self.binary)]
+        if listen is not None:
+            argv += ["--listen", listen]
+            if listen.startswith("unix:"):
+                argv += ["--socket-mode", "0666"]
+        argv += list(args)
+        self.argv = argv
+        with open(self.log_path, "wb") as err, open(self.out_path, "wb") as out:
+            self.proc = subprocess.Popen(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                                         stdout=out, stderr=err, cwd=self.workdir, start_new_session=True)
+        self.pid = self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str, timeout: float = 5.0, count: int = 1):
+        """Waits until the log holds `count` lines matching the regex; returns the matches."""
+        rx = re.compile(pattern, re.M)
+
+        def found():
+            matches = list(rx.finditer(self.log()))
+            if len(matches) >= count:
+                return matches
+            if self.proc.poll() is not None:
+                raise AssertionError(f"fastsse exited ({self.proc.returncode}) while waiting for "
+                                     f"{pattern!r}; log:\n{self.log()[-3000:]}")
+            return None
+
+        try:
+            return wait_until(found, timeout, f"{count} log line(s) matching {pattern!r}")
+        except Timeout as e:
+            raise Timeout(f"{e}; log tail:\n{self.log()[-3000:]}") from None
+
+    def wait_started(self, timeout: float = 5.0):
+        self.wait_for_log(r" info listening on ", timeout)
+        self.listening_sockets = set(self._sockets().values())
+
+    def fd_count(self) -> int:
+        return fd_count(self.pid)
+
+    def _sockets(self) -> dict[int, str]:
+        out = {}
+        for fd in os.listdir(f"/proc/{self.pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{self.pid}/fd/{fd}")
+            except FileNotFoundError:  # closed while we looked
+                continue
+            if link.startswith("socket:"):
+                out[int(fd)] = link
+        return out
+
+    def connection_fds(self) -> list[int]:
+        """Descriptors of connections (sockets other than the listening one)."""
+        return sorted(fd for fd, inode in self._sockets().items() if inode not in self.listening_sockets)
+
+    def settled_fd_count(self, timeout: float = 2.0) -> int:
+        """The descriptor count once no connection is open (one just answered may close a moment later)."""
+        wait_until(lambda: not self.connection_fds(), timeout, "fastsse to hold no connection")
+        return self.fd_count()
+
+    def stream_id(self, uri_fragment: str, timeout: float = 5.0) -> int:
+        """The id of the stream whose opened line shows a uri containing uri_fragment."""
+        m = self.wait_for_log(r" info stream (\d+) opened: producer=\S+ uri=\S*" + re.escape(uri_fragment), timeout)
+        return int(m[0].group(1))
+
+    def signal(self, signo: int):
+        self.proc.send_signal(signo)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> Optional[int]:
+        return stop_process(self.proc)
+
+
+# ----------------------------------------------------------------------------------------------
+# nginx
+
+# Test-only locations, included in the server block next to fastsse-locations.conf.
+TEST_LOCATIONS = """\
+# Generated by tests/integration: test-only event-stream locations.
+location = /t/fast {
+    include fastsse_params;
+    fastcgi_param FASTSSE_PRODUCER clock;
+    fastcgi_param FASTSSE_INTERVAL 200;
+}
+location = /t/nginx-buffering-on {
+    include fastsse_params_buffered;
+    fastcgi_param FASTSSE_PRODUCER clock;
+    fastcgi_param FASTSSE_INTERVAL 200;
+}
+location = /t/fast100 {
+    include fastsse_params;
+    fastcgi_param FASTSSE_PRODUCER clock;
+    fastcgi_param FASTSSE_INTERVAL 100;
+}
+location = /t/unix_ms {
+    include fastsse_params;
+    fastcgi_param FASTSSE_PRODUCER clock;
+    fastcgi_param FASTSSE_INTERVAL 100;
+    fastcgi_param FASTSSE_FORMAT   unix_ms;
+    fastcgi_param FASTSSE_EVENT    now;
+}
+location = /t/unix_us {
+    include fastsse_params;
+    fastcgi_param FASTSSE_PRODUCER clock;
+    fastcgi_param FASTSSE_INTERVAL 100;
+    fastcgi_param FASTSSE_FORMAT   unix_us;
+}
+location = /t/unnamed {
+    include fastsse_params;
+    fastcgi_param FASTSSE_PRODUCER clock;
+    fastcgi_param FASTSSE_INTERVAL 100;
+    fastcgi_param FASTSSE_EVENT    "";
+    fastcgi_param FASTSSE_FORMAT   json;
+}
+location = /t/count3 {
+    include fastsse_params;
+    fastcgi_param FASTSSE_PRODUCER clock;
+    fastcgi_param FASTSSE_INTERVAL 100;
+    fastcgi_param FASTSSE_COUNT    3;
+    fastcgi_param FASTSSE_RETRY    1234;
+}
+location = /t/heartbeat {
+    include fastsse_params;
+    fastcgi_param FASTSSE_PRODUCER  clock;
+    fastcgi_param FASTSSE_INTERVAL  86400000;
+    fastcgi_param FASTSSE_HEARTBEAT 1;
+}
+location = /t/busy-heartbeat {
+    include fastsse_params;
+    fastcgi_param FASTSSE_PRODUCER  clock;
+    fastcgi_param FASTSSE_INTERVAL  200;
+    fastcgi_param FASTSSE_HEARTBEAT 1;
+}
+location = /t/idle {
+    include fastsse_params;
+    fastcgi_param FASTSSE_PRODUCER clock;
+    fastcgi_param FASTSSE_INTERVAL 86400000;
+}
+location = /t/no-producer {
+    include fastsse_params;
+}
+location = /t/unknown-producer {
+    include fastsse_params;
+    fastcgi_param FASTSSE_PRODUCER no_such_producer;
+}
+location = /t/bad-interval {
+    include fastsse_params;
+    fastcgi_param FASTSSE_PRODUCER clock;
+    fastcgi_param FASTSSE_INTERVAL soon;
+}
+location = /t/bad-heartbeat {
+    include fastsse_params;
+    fastcgi_param FASTSSE_PRODUCER  clock;
+    fastcgi_param FASTSSE_HEARTBEAT 0;
+}
+location = /t/unknown-param {
+    include fastsse_params;
+    fastcgi_param FASTSSE_PRODUCER clock;
+    fastcgi_param FASTSSE_INTERVL  100;
+}
+"""
+
+TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def _replace_once(text: str, old: str, new: str, where: str) -> str:
+    if old not in text:
+        raise AssertionError(f"{where} no longer contains {old!r}: update the integration test harness")
+    return text.replace(old, new)
+
+
+class Nginx:
+    """A real nginx, configured from the repository's nginx/ files, serving 127.0.0.1:port."""
+
+    def __init__(self, source_dir: Path, workdir: Path, upstream: str, port: Optional[int] = None):
+        self.source_dir = Path(source_dir)
+        self.dir = make_dir(Path(workdir) / "nginx")
+        self.upstream = upstream  # "unix:/path" or "127.0.0.1:PORT", as fastcgi_pass takes it
+        self.port = port or free_port()
+        self.proc: Optional[subprocess.Popen] = None
+        self.generate()
+
+    def generate(self):
+        src = self.source_dir / "nginx"
+        (self.dir / "logs").mkdir()
+        www = self.dir / "www"
+        www.mkdir()
+        (www / "index.html").write_text("<!doctype html><title>fastsse test</title>\n")
+        for p in (self.dir, self.dir / "logs", www):
+            p.chmod(0o755)
+
+        params = (src / "fastsse_params").read_text()
+        params = _replace_once(params, "unix:/run/fastsse.sock", self.upstream, "nginx/fastsse_params")
+        (self.dir / "fastsse_params").write_text(params)
+        # The same without nginx's fastcgi_buffering off: fastsse's X-Accel-Buffering: no alone.
+        buffered = _replace_once(params, "fastcgi_buffering off;", "", "nginx/fastsse_params")
+        (self.dir / "fastsse_params_buffered").write_text(buffered)
+        shutil.copyfile(src / "fastsse-locations.conf", self.dir / "fastsse-locations.conf")
+        (self.dir / "test-locations.conf").write_text(TEST_LOCATIONS)
+
+        conf = (src / "nginx.conf").read_text()
+        where = "nginx/nginx.conf"
+        conf = _replace_once(conf, "127.0.0.1:8080", f"127.0.0.1:{self.port}", where)
+        conf = _replace_once(conf, "/run/nginx-fastsse.pid", str(self.dir / "nginx.pid"), where)
+        conf = _replace_once(conf, "/var/log/nginx/", str(self.dir / "logs") + "/", where)
+        conf = _replace_once(conf, "/usr/share/fastsse/demo", str(www), where)
+        conf = _replace_once(conf, "include fastsse-locations.conf;",
+                             "include fastsse-locations.conf;\n        include test-locations.conf;", where)
+        temp = "".join(f"    {name}_temp_path {self.dir / 'tmp' / name};\n" for name in TEMP_PATHS)
+        conf, n = re.subn(r"^http \{\n", lambda m: m.group(0) + temp, conf, count=1, flags=re.M)
+        if n != 1:
+            raise AssertionError(f"{where} has no 'http {{' block: update the integration test harness")
+        # Anything left pointing outside the test directory would make the test depend on this machine.
+        for outside in ("/etc/", "/var/", "/run/", "/usr/share/"):
+            if outside in re.sub(r"#.*", "", conf):
+                raise AssertionError(f"generated nginx.conf still refers to {outside}:\n{conf}")
+        self.conf_path = self.dir / "nginx.conf"
+        self.conf_path.write_text(conf)
+        (self.dir / "tmp").mkdir()
+        (self.dir / "tmp").chmod(0o755)
+
+    def start(self, timeout: float = 5.0):
+        argv = [NGINX, "-p", str(self.dir) + "/", "-c", str(self.conf_path),
+                "-e", str(self.dir / "logs" / "startup.log"), "-g", "daemon off;"]
+        with open(self.dir / "logs" / "nginx.out", "wb") as out:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=self.dir, start_new_session=True)
+        self.pid = self.proc.pid
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"nginx exited ({self.proc.returncode}) at start:\n{self.startup_log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(ready, timeout, f"nginx to accept connections on 127.0.0.1:{self.port}")
+        return self
+
+    def startup_log(self) -> str:
+        text = ""
+        for name in ("startup.log", "nginx.out", "fastsse-error.log"):
+            p = self.dir / "logs" / name
+            if p.exists():
+                text += f"--- {name}\n{p.read_text(errors='replace')}"
+        return text
+
+    def error_log(self) -> str:
+        p = self.dir / "logs" / "fastsse-error.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        workers = children_of(self.pid)
+        stop_process(self.proc)  # SIGTERM: nginx's fast shutdown, long streams included
+        # The master waits for its workers; one left over (the master had to be killed) is ours too.
+        for pid, starttime in workers:
+            kill_if_same(pid, starttime)
+
+
+# ----------------------------------------------------------------------------------------------
+# The event-stream client
+
+
+@dataclass
+class Event:
+    type: str
+    data: str
+    id: str
+    time: float
+
+
+@dataclass
+class Comment:
+    text: str
+    time: float
+
+
+@dataclass
+class Retry:
+    ms: int
+    time: float
+
+
+class EventStreamParser:
+    """WHATWG HTML "Server-sent events" parsing, fed bytes in arbitrary pieces."""
+
+    _EOL = re.compile(r"\r\n|\r|\n")
+
+    def __init__(self):
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._partial = ""
+        self._skip_lf = False  # the last piece ended in CR: a LF that starts the next one is part of it
+        self._started = False
+        self._data: list[str] = []
+        self._type = ""
+        self._id_buffer = ""
+        self.last_event_id = ""
+        self.reconnection_ms: Optional[int] = None
+        self.items: list = []  # Event, Comment and Retry records, in order of arrival
+
+    def feed(self, data: bytes, t: float):
+        text = self._decoder.decode(data)
+        if not text:
+            return
+        if not self._started:
+            self._started = True
+            if text.startswith("\ufeff"):
+                text = text[1:]
+        i = 0
+        if self._skip_lf:
+            self._skip_lf = False
+            if text.startswith("\n"):
+                i = 1
+        while True:
+            m = self._EOL.search(text, i)
+            if m is None:
+                self._partial += text[i:]
+                return
+            line = self._partial + text[i:m.start()]
+            self._partial = ""
+            if m.group() == "\r" and m.end() == len(text):
+                self._skip_lf = True
+            i = m.end()
+            self._line(line, t)
+
+    def _line(self, line: str, t: float):
+        if line == "":
+            self._dispatch(t)
+            return
+        if line.startswith(":"):
+            text = line[1:]
+            self.items.append(Comment(text[1:] if text.startswith(" ") else text, t))
+            return
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._type = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id":
+            if "\0" not in value:
+                self._id_buffer = value
+        elif name == "retry":
+            if value and value.isascii() and value.isdigit():
+                self.reconnection_ms = int(value)
+                self.items.append(Retry(int(value), t))
+        # other fields are ignored
+
+    def _dispatch(self, t: float):
+        self.last_event_id = self._id_buffer
+        if not self._data:
+            self._type = ""
+            return
+        self.items.append(Event(self._type or "message", "\n".join(self._data), self.last_event_id, t))
+        self._data = []
+        self._type = ""
+
+
+class ProtocolError(AssertionError):
+    pass
+
+
+class ChunkedDecoder:
+    """Incremental Transfer-Encoding: chunked decoder; `done` once the last chunk and trailers are in."""
+
+    def __init__(self):
+        self._buf = bytearray()
+        self._state = "size"
+        self._remaining = 0
+        self.done = False
+
+    def feed(self, data: bytes) -> bytes:
+        self._buf += data
+        out = bytearray()
+        while True:
+            if self._state == "size":
+                idx = self._buf.find(b"\r\n")
+                if idx < 0:
+                    if len(self._buf) > 1024:
+                        raise ProtocolError(f"chunk size line too long: {bytes(self._buf[:80])!r}")
+                    break
+                line = bytes(self._buf[:idx]).split(b";")[0].strip()
+                del self._buf[:idx + 2]
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    raise ProtocolError(f"bad chunk size line {line!r}") from None
+                if size == 0:
+                    self._state = "trailer"
+                else:
+                    self._remaining = size
+                    self._state = "data"
+            elif self._state == "data":
+                if not self._buf:
+                    break
+                n = min(self._remaining, len(self._buf))
+                out += self._buf[:n]
+                del self._buf[:n]
+                self._remaining -= n
+                if self._remaining == 0:
+                    self._state = "crlf"
+            elif self._state == "crlf":
+                if len(self._buf) < 2:
+                    break
+                if self._buf[:2] != b"\r\n":
+                    raise ProtocolError(f"chunk not followed by CRLF: {bytes(self._buf[:20])!r}")
+                del self._buf[:2]
+                self._state = "size"
+            elif self._state == "trailer":
+                idx = self._buf.find(b"\r\n")
+                if idx < 0:
+                    break
+                line = self._buf[:idx]
+                del self._buf[:idx + 2]
+                if not line:
+                    self._state = "done"
+                    self.done = True
+            else:  # done: anything more belongs to a next response
+                break
+        return bytes(out)
+
+
+class HttpStream:
+    """One HTTP/1.1 request over a raw socket, its response parsed incrementally.
+
+    Works blocking (wait_* methods) or driven by a selector (fileno(), on_readable())."""
+
+    def __init__(self, port: int, path: str, headers: Optional[dict] = None, method: str = "GET",
+                 body: bytes = b"", host: str = "127.0.0.1", connect_timeout: float = 5.0):
+        self.method = method
+        self.path = path
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
+        for name, value in (headers or {}).items():
+            lines.append(f"{name}: {value}")
+        if body or method in ("POST", "PUT"):
+            lines.append(f"Content-Length: {len(body)}")
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+        self.sock = socket.create_connection((host, port), timeout=connect_timeout)
+        self.sock.sendall(request)
+        self.sent_at = time.monotonic()
+
+        self._head = bytearray()
+        self.status: Optional[int] = None
+        self.reason = ""
+        self.headers: list[tuple[str, str]] = []
+        self.headers_at: Optional[float] = None
+        self.body = bytearray()       # the decoded body
+        self.raw_body = bytearray()   # the body as it came on the wire (chunked framing included)
+        self._mode = None             # "chunked", "length" or "eof"
+        self._remaining = 0
+        self._chunked: Optional[ChunkedDecoder] = None
+        self.sse: Optional[EventStreamParser] = None
+        self.ended = False            # the response is complete (chunked terminator, length reached...)
+        self.ended_at: Optional[float] = None
+        self.eof = False              # the server closed the connection
+        self.eof_at: Optional[float] = None
+        self.reads = 0                # recv() calls that returned body bytes
+
+    # -- incremental parsing
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def feed(self, data: bytes, t: float):
+        if self.status is None:
+            self._head += data
+            end = self._head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self._head[:end]).decode("latin-1")
+            rest = bytes(self._head[end + 4:])
+            self._head = bytearray()
+            status_line, *header_lines = head.split("\r\n")
+            parts = status_line.split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+                raise ProtocolError(f"bad status line {status_line!r}")
+            self.status = int(parts[1])
+            self.reason = parts[2] if len(parts) > 2 else ""
+            for line in header_lines:
+                name, _, value = line.partition(":")
+                self.headers.append((name.strip(), value.strip()))
+            self.headers_at = t
+            ctype = (self.header("Content-Type") or "").lower()
+            if ctype.startswith("text/event-stream"):
+                self.sse = EventStreamParser()
+            if self.method == "HEAD" or self.status in (204, 304) or 100 <= self.status < 200:
+                self._end(t)
+            elif "chunked" in (self.header("Transfer-Encoding") or "").lower():
+                self._mode = "chunked"
+                self._chunked = ChunkedDecoder()
+            elif self.header("Content-Length") is not None:
+                self._mode = "length"
+                self._remaining = int(self.header("Content-Length"))
+                if self._remaining == 0:
+                    self._end(t)
+            else:
+                self._mode = "eof"
+            data = rest
+            if not data:
+                return
+        self.raw_body += data
+        self.reads += 1
+        if self.ended:
+            return  # bytes after the end of the response: kept in raw_body for the tests to see
+        if self._mode == "chunked":
+            payload = self._chunked.feed(data)
+            if self._chunked.done:
+                self._end(t)
+        elif self._mode == "length":
+            payload = data[:self._remaining]
+            self._remaining -= len(payload)
+            if self._remaining == 0:
+                self._end(t)
+        else:
+            payload = data
+        if payload:
+            self.body += payload
+            if self.sse is not None:
+                self.sse.feed(payload, t)
+
+    def _end(self, t: float):
+        if not self.ended:
+            self.ended = True
+            self.ended_at = t
+
+    def on_eof(self, t: float):
+        self.eof = True
+        self.eof_at = t
+        if self._mode == "eof":
+            self._end(t)
+
+    def on_readable(self) -> bool:
+        """Reads what is there (socket non-blocking); returns False once the server closed."""
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except ConnectionResetError:
+                data = b""
+            t = time.monotonic()
+            if not data:
+                self.on_eof(t)
+                return False
+            self.feed(data, t)
+
+    def read_some(self, timeout: float) -> bool:
+        """One blocking read of up to `timeout` seconds; False on timeout or at EOF."""
+        if self.eof:
+            return False
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            data = b""
+        t = time.monotonic()
+        if not data:
+            self.on_eof(t)
+            return False
+        self.feed(data, t)
+        return True
+
+    # -- waiting
+
+    def wait(self, predicate: Callable[["HttpStream"], object], timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate(self)
+            if value:
+                return value
+            now = time.monotonic()
+            if now >= deadline or self.eof:
+                state = "connection closed" if self.eof else f"timed out after {timeout} s"
+                raise Timeout(f"{state} waiting for {what} on {self.method} {self.path}; {self.describe()}")
+            self.read_some(deadline - now)
+
+    def wait_headers(self, timeout: float = 5.0) -> "HttpStream":
+        self.wait(lambda s: s.status is not None, timeout, "the response headers")
+        return self
+
+    def wait_events(self, n: int, timeout: float = 5.0) -> list[Event]:
+        self.wait_headers(timeout)
+        assert self.sse is not None, f"not an event stream: {self.describe()}"
+        self.wait(lambda s: len(s.events) >= n, timeout, f"{n} events")
+        return self.events[:n]
+
+    def wait_comments(self, n: int, timeout: float = 5.0, text: Optional[str] = None) -> list[Comment]:
+        self.wait_headers(timeout)
+        assert self.sse is not None, f"not an event stream: {self.describe()}"
+        pick = (lambda s: [c for c in s.comments if text is None or c.text == text])
+        self.wait(lambda s: len(pick(s)) >= n, timeout, f"{n} comments" + (f" {text!r}" if text else ""))
+        return pick(self)[:n]
+
+    def wait_end(self, timeout: float = 5.0) -> "HttpStream":
+        self.wait(lambda s: s.ended, timeout, "the end of the response")
+        return self
+
+    # -- results
+
+    def header(self, name: str) -> Optional[str]:
+        for n, v in self.headers:
+            if n.lower() == name.lower():
+                return v
+        return None
+
+    def header_names(self) -> list[str]:
+        return [n.lower() for n, _ in self.headers]
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    @property
+    def items(self) -> list:
+        return self.sse.items if self.sse else []
+
+    @property
+    def events(self) -> list[Event]:
+        return [i for i in self.items if isinstance(i, Event)]
+
+    @property
+    def comments(self) -> list[Comment]:
+        return [i for i in self.items if isinstance(i, Comment)]
+
+    @property
+    def retries(self) -> list[Retry]:
+        return [i for i in self.items if isinstance(i, Retry)]
+
+    def describe(self) -> str:
+        return (f"status={self.status} headers={self.headers} ended={self.ended} eof={self.eof} "
+                f"items={self.items[-8:]} body[:300]={bytes(self.body[:300])!r}")
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def get(port: int, path: str, headers: Optional[dict] = None, method: str = "GET", body: bytes = b"",
+        timeout: float = 5.0) -> HttpStream:
+    """A complete short response (errors, HEAD): read until the response ends."""
+    h = {"Connection": "close"}
+    h.update(headers or {})
+    s = HttpStream(port, path, h, method=method, body=body)
+    try:
+        s.wait_end(timeout)
+        if h.get("Connection") == "close":
+            # Everything after the response would be a protocol error (a body after HEAD, say).
+            s.wait(lambda s: s.eof, timeout, "nginx to close the connection")
+    finally:
+        s.close()
+    return s
+
+
+def pump(streams: list[HttpStream], until: Callable[[], bool], timeout: float, what: str):
+    """Reads all streams (made non-blocking) with one selector until `until()` or the deadline."""
+    sel = selectors.DefaultSelector()
+    try:
+        for s in streams:
+            if not s.eof:
+                s.sock.setblocking(False)
+                sel.register(s.sock, selectors.EVENT_READ, s)
+        deadline = time.monotonic() + timeout
+        while not until():
+            now = time.monotonic()
+            if now >= deadline:
+                raise Timeout(f"timed out after {timeout} s waiting for {what}")
+            for key, _ in sel.select(min(0.2, deadline - now)):
+                if not key.data.on_readable():
+                    sel.unregister(key.fileobj)
+    finally:
+        sel.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# FastCGI, spoken directly: what nginx hides (END_REQUEST, the CGI headers fastsse writes)
+
+FCGI_BEGIN_REQUEST, FCGI_ABORT_REQUEST, FCGI_END_REQUEST = 1, 2, 3
+FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT, FCGI_STDERR = 4, 5, 6, 7
+FCGI_RESPONDER = 1
+
+
+@dataclass
+class Record:
+    type: int
+    request_id: int
+    content: bytes
+    time: float
+
+
+def fcgi_record(rtype: int, request_id: int, content: bytes = b"") -> bytes:
+    import struct
+    return struct.pack("!BBHHBx", 1, rtype, request_id, len(content), 0) + content
+
+
+def fcgi_pairs(params: dict) -> bytes:
+    import struct
+    out = b""
+    for name, value in params.items():
+        for part in (name.encode(), value.encode()):
+            out += bytes([len(part)]) if len(part) < 128 else struct.pack("!I", len(part) | 0x80000000)
+        out += name.encode() + value.encode()
+    return out
+
+
+class FcgiRequest:
+    """One FastCGI request to fastsse (as nginx sends it: responder role, no keep-alive)."""
+
+    def __init__(self, unix_path: str, params: dict, request_id: int = 1):
+        import struct
+        self.request_id = request_id
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect(unix_path)
+        begin = struct.pack("!HB5x", FCGI_RESPONDER, 0)
+        body = fcgi_pairs(params)
+        self.sock.sendall(fcgi_record(FCGI_BEGIN_REQUEST, request_id, begin)
+                          + fcgi_record(FCGI_PARAMS, request_id, body) + fcgi_record(FCGI_PARAMS, request_id)
+                          + fcgi_record(FCGI_STDIN, request_id))
+        self._buf = bytearray()
+        self.records: list[Record] = []
+        self.eof = False
+
+    def _parse(self, t: float):
+        while len(self._buf) >= 8:
+            version, rtype, rid, length, padding = self._buf[0], self._buf[1], int.from_bytes(self._buf[2:4], "big"), \
+                int.from_bytes(self._buf[4:6], "big"), self._buf[6]
+            if version != 1:
+                raise ProtocolError(f"FastCGI version {version} in {bytes(self._buf[:8])!r}")
+            if len(self._buf) < 8 + length + padding:
+                return
+            self.records.append(Record(rtype, rid, bytes(self._buf[8:8 + length]), t))
+            del self._buf[:8 + length + padding]
+
+    def read_until(self, predicate: Callable[["FcgiRequest"], object], timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            now = time.monotonic()
+            if now >= deadline or self.eof:
+                raise Timeout(f"{'connection closed' if self.eof else 'timed out'} waiting for {what}; "
+                              f"records: {self.records[-6:]}")
+            self.sock.settimeout(deadline - now)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                self.eof = True
+                if self._buf:
+                    raise ProtocolError(f"connection closed inside a record: {bytes(self._buf)!r}")
+                continue
+            self._buf += data
+            self._parse(time.monotonic())
+        return self
+
+    @property
+    def stdout(self) -> bytes:
+        return b"".join(r.content for r in self.records if r.type == FCGI_STDOUT)
+
+    def close(self):
+        self.sock.close()

@@ -1,0 +1,129 @@
+"""A stream's life and the process's end, through nginx: clients that leave, the stream limit,
+and SIGTERM with streams open. Each test has its own fastsse and nginx."""
+import signal
+import time
+
+import pytest
+
+from fastsse_testlib import Retry, get, wait_until
+
+ES = {"Accept": "text/event-stream"}
+
+
+def settled_fd_count(stack) -> int:
+    """fastsse's descriptors once it is serving: one request answered, nothing open."""
+    r = get(stack.port, "/t/no-producer", ES)
+    assert r.status == 404, r.describe()
+    return stack.fastsse.settled_fd_count()
+
+
+def test_client_disconnect_is_noticed_and_stream_freed(make_stack, client):
+    stack = make_stack()
+    fs = stack.fastsse
+    baseline = settled_fd_count(stack)
+    # Idle streams (one event a day): nothing is written to them, so fastsse can only learn that
+    # the client left from nginx closing the upstream connection.
+    streams = [client(stack, f"/t/idle?client={i}", ES) for i in range(3)]
+    for s in streams:
+        s.wait_comments(1, timeout=3)
+    ids = [fs.stream_id(f"client={i}") for i in range(3)]
+    assert fs.fd_count() == baseline + 3  # one descriptor per stream
+
+    streams[1].close()
+    fs.wait_for_log(rf" info stream {ids[1]} closed: client gone", timeout=2)
+    wait_until(lambda: fs.fd_count() == baseline + 2, 2, "fastsse to release the stream's descriptor")
+    # The others are untouched.
+    assert f"stream {ids[0]} closed" not in fs.log() and f"stream {ids[2]} closed" not in fs.log()
+
+    streams[0].close()
+    streams[2].close()
+    for i in (0, 2):
+        fs.wait_for_log(rf" info stream {ids[i]} closed: client gone \(after [\d.]+ s, 0 events\)", timeout=2)
+    wait_until(lambda: fs.fd_count() == baseline, 2, f"fastsse's descriptors back to {baseline}")
+
+
+def test_client_disconnect_from_ticking_stream(make_stack, client):
+    stack = make_stack()
+    fs = stack.fastsse
+    baseline = settled_fd_count(stack)
+    s = client(stack, "/t/fast100?who=ticking", ES)
+    s.wait_events(2, timeout=3)
+    sid = fs.stream_id("who=ticking")
+    s.close()
+    fs.wait_for_log(rf" info stream {sid} closed: client gone", timeout=2)
+    wait_until(lambda: fs.fd_count() == baseline, 2, f"fastsse's descriptors back to {baseline}")
+
+
+def test_over_max_streams_is_503_with_retry_after(make_stack, client):
+    stack = make_stack(["--max-streams", "2"])
+    fs = stack.fastsse
+    a = client(stack, "/t/idle?slot=a", ES)
+    b = client(stack, "/t/idle?slot=b", ES)
+    a.wait_comments(1, timeout=3)
+    b.wait_comments(1, timeout=3)
+
+    r = get(stack.port, "/t/idle?slot=c", ES)
+    assert r.status == 503, r.describe()
+    assert r.header("Content-Type") == "text/plain; charset=utf-8"
+    assert r.header("Retry-After") is not None and r.header("Retry-After").isdigit(), r.headers
+    assert "(2)" in r.text, r.text  # names the limit
+
+    # A client leaving frees its slot.
+    a.close()
+    fs.wait_for_log(r" closed: client gone", timeout=2)
+
+    def served():
+        s = client(stack, "/t/idle?slot=d", ES)
+        s.wait_headers(3)
+        return s.status == 200
+
+    wait_until(served, 3, "a new stream to be served after one left", poll=0.05)
+
+
+def test_sigterm_ends_every_stream_with_retry_then_exits_0(make_stack, client):
+    stack = make_stack(["--retry", "1500"])
+    fs = stack.fastsse
+    ticking = [client(stack, f"/t/fast?n={i}", ES) for i in range(3)]
+    idle = client(stack, "/t/idle?n=idle", ES)
+    for s in ticking:
+        s.wait_events(1, timeout=3)
+    idle.wait_comments(1, timeout=3)
+    fs.wait_for_log(r" info stream \d+ opened: ", count=4)
+
+    start = time.monotonic()
+    fs.signal(signal.SIGTERM)
+    for s in ticking + [idle]:
+        s.wait_end(timeout=2)
+        # The last thing on each stream is the retry hint, then the chunked terminator.
+        assert isinstance(s.items[-1], Retry) and s.items[-1].ms == 1500, s.items[-3:]
+        assert bytes(s.body).endswith(b"\n\nretry: 1500\n\n"), bytes(s.body[-80:])
+        assert s.raw_body.endswith(b"0\r\n\r\n")
+    status = fs.wait(timeout=max(0.1, start + 2.0 - time.monotonic()))
+    elapsed = time.monotonic() - start
+    assert status == 0, fs.log()
+    assert elapsed < 2.0
+
+    log = fs.log()
+    assert " info received SIGTERM" in log
+    assert " info shutting down: 4 streams open" in log
+    assert log.count(" closed: finished") == 4, log
+    assert log.rstrip().endswith(" info stopped"), log[-500:]
+    # The unix socket it made is removed again.
+    assert not (stack.workdir / "fastsse.sock").exists()
+
+
+@pytest.mark.parametrize("signo", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_without_streams_exits_at_once(make_stack, signo):
+    stack = make_stack()
+    fs = stack.fastsse
+    settled_fd_count(stack)
+    start = time.monotonic()
+    fs.signal(signo)
+    assert fs.wait(timeout=2) == 0
+    assert time.monotonic() - start < 2.0
+    log = fs.log()
+    assert f" info received {signal.Signals(signo).name}" in log
+    assert " info shutting down: 0 streams open" in log
+    assert log.rstrip().endswith(" info stopped")
+    assert not (stack.workdir / "fastsse.sock").exists()
+

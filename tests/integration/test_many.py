@@ -1,0 +1,53 @@
+"""Many concurrent streams through nginx: beyond libfcgi's old 1,024-descriptor limit (select()),
+all served, all ticking, all freed when their clients leave."""
+import re
+import resource
+
+from fastsse_testlib import HttpStream, get, pump, wait_until
+
+ES = {"Accept": "text/event-stream"}
+N = 1200
+BATCH = 200
+
+
+def test_1200_concurrent_streams(make_stack):
+    need = N + 500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        assert hard >= need, f"this test needs {need} descriptors, the hard limit is {hard}"
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+    stack = make_stack()
+    fs = stack.fastsse
+    r = get(stack.port, "/t/no-producer", ES)
+    assert r.status == 404
+    baseline = fs.settled_fd_count()
+
+    streams: list[HttpStream] = []
+    try:
+        # Opened in batches, each batch answered before the next, so that no listen queue overflows.
+        for first in range(0, N, BATCH):
+            batch = [HttpStream(stack.port, f"/t/fast?many={i}", ES) for i in range(first, first + BATCH)]
+            streams += batch
+            pump(batch, lambda: all(s.sse is not None and s.comments for s in batch), 20,
+                 f"streams {first}..{first + BATCH - 1} to open")
+        assert all(s.status == 200 for s in streams)
+        assert fs.fd_count() == baseline + N  # one descriptor per stream, all open at once
+
+        # Every stream ticks: each gets at least two events (one every 200 ms).
+        pump(streams, lambda: all(len(s.events) >= 2 for s in streams), 30,
+             "every stream to receive 2 events")
+        for s in streams:
+            ids = [e.id for e in s.events]
+            assert ids == [str(i) for i in range(1, len(ids) + 1)], ids
+        log = fs.log()
+        assert len(re.findall(r" info stream \d+ opened: producer=clock uri=/t/fast\?many=", log)) == N
+        assert " closed:" not in log
+    finally:
+        for s in streams:
+            s.close()
+
+    # All clients gone: nginx closes each upstream connection and fastsse frees each stream.
+    fs.wait_for_log(r" info stream \d+ closed: client gone", timeout=15, count=N)
+    wait_until(lambda: fs.fd_count() == baseline, 10, f"fastsse's descriptors back to {baseline}")
+    assert len(re.findall(r" closed: ", fs.log())) == N
