@@ -163,6 +163,11 @@ void Server::serve(Connection& c) {
     if (streams_.size() >= settings_.max_streams)
         throw RequestError(503, fmt::format("Too many open streams ({}).", settings_.max_streams), "Retry-After: 5\r\n");
 
+    // An admin's mistake in the location, not the client's: 500, with the param named.
+    auto producer_name = it->second;
+    auto bad_param = [&](const OptionError& e) {
+        return RequestError(500, fmt::format("Bad FastCGI param for producer {}: {}", producer_name, e.what()));
+    };
     auto given = r.fastsse;
     given.erase("producer");
     OptionValues options;
@@ -170,33 +175,27 @@ void Server::serve(Connection& c) {
         options = parse_options(std::array{std::span<const OptionSpec>(stream_options_), producer->options()}, given,
                                 true);
     } catch (const OptionError& e) {
-        throw RequestError(500, fmt::format("Bad FastCGI param for producer {}: {}", it->second, e.what()));
+        throw bad_param(e);
     }
 
-    if (r.method == "HEAD") {
-        send_response(c, 200,
-                      "Content-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n"
-                      "X-Accel-Buffering: no\r\n",
-                      {});
-        return;
-    }
+    if (r.method == "HEAD") return send_response(c, 200, event_stream_headers, {});
 
     StreamLimits limits = settings_.limits;
     limits.heartbeat = std::chrono::seconds(options.integer("heartbeat"));
     auto last_id = last_event_id(r);
     auto id = next_stream_id_++;
-    auto what = fmt::format("producer={} uri={}{}", it->second, r.uri,
+    auto what = fmt::format("producer={} uri={}{}", producer_name, r.uri,
                             last_id.empty() ? std::string() : fmt::format(" last-event-id={}", last_id));
-    auto producer_name = it->second;
-    auto& stream = *streams_.emplace(id, std::make_unique<Stream>(loop_, static_cast<StreamOwner&>(*this), id, std::move(c), limits, what))
-                        .first->second;
+    auto owned = std::make_unique<Stream>(loop_, static_cast<StreamOwner&>(*this), id, std::move(c), limits, what);
+    auto& stream = *owned;
+    streams_.emplace(id, std::move(owned));
     StreamStart start{last_id, options, std::chrono::milliseconds(options.integer("retry"))};
     try {
         stream.begin(producer->open(stream, start));
     } catch (const RequestError& e) {
         stream.reject(e);
     } catch (const OptionError& e) {
-        stream.reject(RequestError(500, fmt::format("Bad FastCGI param for producer {}: {}", producer_name, e.what())));
+        stream.reject(bad_param(e));
     } catch (const std::exception& e) {
         spdlog::error("stream {}: producer {} failed to start: {}", id, producer_name, e.what());
         stream.reject(RequestError(500, fmt::format("The producer failed to start: {}", e.what())));

@@ -12,13 +12,6 @@ namespace fastsse {
 
 namespace {
 
-constexpr std::string_view stream_headers =
-    "Status: 200 OK\r\n"
-    "Content-Type: text/event-stream; charset=utf-8\r\n"
-    "Cache-Control: no-cache\r\n"
-    "X-Accel-Buffering: no\r\n"
-    "\r\n";
-
 // Sent with the headers so that the body has begun: a browser then reports the stream open
 // before the first event, and every proxy on the way has something to pass on.
 constexpr std::string_view opening_comment = ": fastsse stream open\n\n";
@@ -76,7 +69,8 @@ void Stream::begin(std::unique_ptr<Subscription> work) {
     work_ = std::move(work);
     if (state_ == State::closed) return;
     std::string head;
-    fastcgi::append_stdout(head, conn_.request_id, std::string(stream_headers) + std::string(opening_comment));
+    fastcgi::append_stdout(head, conn_.request_id,
+                           fmt::format("Status: 200 OK\r\n{}\r\n{}", event_stream_headers, opening_comment));
     pending_.insert(0, head);
     loop_.add(conn_.fd.get(), EPOLLIN | EPOLLRDHUP, this);
     spdlog::info("stream {} opened: {}", id_, what_);

@@ -30,6 +30,12 @@ protected:
     ~StreamOwner() = default;
 };
 
+// The headers of every event stream (and of the answer to HEAD), as CGI header lines.
+constexpr std::string_view event_stream_headers =
+    "Content-Type: text/event-stream; charset=utf-8\r\n"
+    "Cache-Control: no-cache\r\n"
+    "X-Accel-Buffering: no\r\n";  // nginx then never buffers, even where fastcgi_buffering is on
+
 // A short complete response: CGI headers and body, written at once, then the connection closed.
 void send_response(Connection& connection, int status, std::string_view extra_headers, std::string_view body);
 std::string_view status_text(int status);
