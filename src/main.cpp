@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include "fastsse/event_loop.hpp"
+#include "fastsse/process.hpp"
 #include "fastsse/producers/clock.hpp"
+#include "fastsse/producers/command.hpp"
 #include "fastsse/server.hpp"
 #include "fastsse/settings.hpp"
 
@@ -38,9 +40,20 @@ void raise_descriptor_limit() {
 int main(int argc, char** argv) {
     using namespace fastsse;
 
+    // Before anything else (and any thread): these signals are read from signalfds, never handled
+    // asynchronously. Children get the default mask and dispositions back (process.cpp).
+    sigset_t signals;
+    sigemptyset(&signals);
+    for (int sig : {SIGTERM, SIGINT, SIGCHLD}) sigaddset(&signals, sig);
+    ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
     EventLoop loop;
+    ChildProcesses children(loop);
     Registry registry;
     registry.add("clock", std::make_unique<ClockProducer>(loop));
+    auto commands = std::make_unique<CommandProducer>(loop, children);
+    auto& command_producer = *commands;
+    registry.add("command", std::move(commands));
 
     Settings settings;
     try {
@@ -51,19 +64,14 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "fastsse: {}\n", e.what());
         return 2;
     }
+    command_producer.set_commands(settings.commands);
 
     setup_logging(settings.log_level);
     // libfcgi's FCGX_Init installs handlers for SIGPIPE, SIGUSR1 and SIGTERM (its SIGTERM handler
-    // only sets a flag). Take the signals back: SIGPIPE ignored, SIGTERM/SIGINT read from a signalfd.
+    // only sets a flag). Take them back: SIGPIPE ignored, SIGTERM as blocked above.
     FCGX_Init();
     ::signal(SIGPIPE, SIG_IGN);
     ::signal(SIGTERM, SIG_DFL);
-    ::signal(SIGINT, SIG_DFL);
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // before any thread starts: all inherit it
 
     std::unique_ptr<Listener> listener;
     try {
@@ -85,5 +93,9 @@ int main(int argc, char** argv) {
         spdlog::error("{}", e.what());
         return 1;
     }
+    // The streams are gone, and with them every run: end what is left of the commands (SIGTERM, a
+    // short grace, SIGKILL) and reap it all, still within the 2 s a shutdown may take.
+    children.stop_all(std::chrono::milliseconds(400));
+    spdlog::info("stopped");
     return 0;
 }

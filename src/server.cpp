@@ -130,7 +130,6 @@ void Server::run() {
     loop_.run();
     acceptor_.reset();
     streams_.clear();
-    spdlog::info("stopped");
 }
 
 void Server::on_connection(Connection c) {
@@ -183,13 +182,14 @@ void Server::serve(Connection& c) {
     StreamLimits limits = settings_.limits;
     limits.heartbeat = std::chrono::seconds(options.integer("heartbeat"));
     auto last_id = last_event_id(r);
+    auto query = r.query;  // c, and r with it, moves into the stream below
     auto id = next_stream_id_++;
     auto what = fmt::format("producer={} uri={}{}", producer_name, r.uri,
                             last_id.empty() ? std::string() : fmt::format(" last-event-id={}", last_id));
     auto owned = std::make_unique<Stream>(loop_, static_cast<StreamOwner&>(*this), id, std::move(c), limits, what);
     auto& stream = *owned;
     streams_.emplace(id, std::move(owned));
-    StreamStart start{last_id, options, std::chrono::milliseconds(options.integer("retry"))};
+    StreamStart start{last_id, query, options, std::chrono::milliseconds(options.integer("retry"))};
     try {
         stream.begin(producer->open(stream, start));
     } catch (const RequestError& e) {

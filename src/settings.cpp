@@ -4,6 +4,9 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <map>
 
 namespace fastsse {
@@ -45,8 +48,116 @@ std::string octal_ok(std::string_view s) {
     return {};
 }
 
-// The config file's settings as text, each remembered with its line for error messages.
-std::map<std::string, std::pair<std::string, int>, std::less<>> read_config(const std::string& path) {
+int line_of(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
+
+// A TOML scalar as the text the option tables check; nullopt for any other type.
+std::optional<std::string> scalar_text(const toml::node& node) {
+    if (auto i = node.as_integer()) return std::to_string(i->get());
+    if (auto s = node.as_string()) return s->get();
+    return std::nullopt;
+}
+
+std::vector<std::string> string_array(const toml::node& node, const std::string& where) {
+    auto* array = node.as_array();
+    if (!array) throw UsageError(fmt::format("{}: expected an array of strings", where));
+    std::vector<std::string> out;
+    for (auto& item : *array) {
+        auto* s = item.as_string();
+        if (!s) throw UsageError(fmt::format("{}: expected an array of strings", where));
+        out.push_back(s->get());
+    }
+    return out;
+}
+
+// A program named without a slash is looked up in fastsse's PATH once, when the config is read.
+std::string resolve_program(const std::string& program) {
+    if (program.find('/') != std::string::npos) return program;
+    const char* path = std::getenv("PATH");
+    std::string_view dirs = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
+    while (!dirs.empty()) {
+        auto colon = dirs.find(':');
+        auto candidate = fmt::format("{}/{}", dirs.substr(0, colon), program);
+        if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+        dirs = colon == std::string_view::npos ? std::string_view() : dirs.substr(colon + 1);
+    }
+    return program;  // check_command says it cannot be run
+}
+
+CommandParam read_param(const toml::table& table, const std::string& path, const std::string& label) {
+    CommandParam p;
+    for (auto&& [key, node] : table) {
+        auto at = fmt::format("{}:{}: {}", path, line_of(node), label);
+        if (key == "pattern" && node.is_string()) p.pattern = node.as_string()->get();
+        else if (key == "values") p.values = string_array(node, at + ": values");
+        else if (key == "default" && node.is_string()) p.default_value = node.as_string()->get();
+        else if (key == "max_length" && node.is_integer() && node.as_integer()->get() > 0)
+            p.max_length = static_cast<size_t>(node.as_integer()->get());
+        else if (key == "allow_leading_dash" && node.is_boolean()) p.allow_leading_dash = node.as_boolean()->get();
+        else
+            throw UsageError(fmt::format("{}: '{}': expected pattern (string), values (strings), default (string), "
+                                         "max_length (positive integer) or allow_leading_dash (boolean)",
+                                         at, key.str()));
+    }
+    return p;
+}
+
+CommandSpec read_command(const std::string& name, const toml::table& table, const std::string& path) {
+    CommandSpec spec;
+    spec.name = name;
+    std::map<std::string, std::string, std::less<>> given;
+    std::map<std::string, int, std::less<>> lines;
+    for (auto&& [key, node] : table) {
+        auto at = fmt::format("{}:{}: commands.{}.{}", path, line_of(node), name, key.str());
+        if (key == "argv") {
+            spec.argv = string_array(node, at);
+            if (!spec.argv.empty()) spec.argv[0] = resolve_program(spec.argv[0]);
+        } else if (key == "cwd" && node.is_string()) {
+            spec.cwd = node.as_string()->get();
+        } else if (key == "env" && node.is_table()) {
+            for (auto&& [var, value] : *node.as_table()) {
+                if (!value.is_string()) throw UsageError(fmt::format("{}.{}: expected a string", at, var.str()));
+                spec.env[std::string(var.str())] = value.as_string()->get();
+            }
+        } else if (key == "pass_env") {
+            spec.pass_env = string_array(node, at);
+        } else if (key == "shared" && node.is_boolean()) {
+            spec.shared = node.as_boolean()->get();
+        } else if (key == "params" && node.is_table()) {
+            for (auto&& [param, value] : *node.as_table()) {
+                if (!value.is_table()) throw UsageError(fmt::format("{}.{}: expected a table", at, param.str()));
+                spec.params[std::string(param.str())] =
+                    read_param(*value.as_table(), path, fmt::format("commands.{}.params.{}", name, param.str()));
+            }
+        } else if (auto text = scalar_text(node)) {
+            given[std::string(key.str())] = *text;
+            lines[std::string(key.str())] = line_of(node);
+        } else {
+            throw UsageError(fmt::format("{}: unexpected type", at));
+        }
+    }
+    for (const auto& var : spec.pass_env)
+        if (const char* value = std::getenv(var.c_str())) spec.env[var] = value;
+    try {
+        apply_command_settings(spec, parse_options(std::array{command_settings_table()}, given));
+    } catch (const OptionError& e) {
+        // Name the line of the offending key when there is one.
+        std::string_view message = e.what();
+        int line = line_of(table);
+        for (const auto& [key, l] : lines)
+            if (message.starts_with(key + ":") || message.ends_with(" " + key)) line = l;
+        throw UsageError(fmt::format("{}:{}: commands.{}: {}", path, line, name, message));
+    }
+    if (auto problem = check_command(spec); !problem.empty())
+        throw UsageError(fmt::format("{}:{}: commands.{}: {}", path, line_of(table), name, problem));
+    return spec;
+}
+
+struct ConfigFile {
+    std::map<std::string, std::pair<std::string, int>, std::less<>> settings;  // value and line
+    std::map<std::string, CommandSpec> commands;
+};
+
+ConfigFile read_config(const std::string& path) {
     toml::table table;
     try {
         table = toml::parse_file(path);
@@ -55,17 +166,24 @@ std::map<std::string, std::pair<std::string, int>, std::less<>> read_config(cons
         if (line == 0) throw UsageError(fmt::format("{}: {}", path, e.description()));
         throw UsageError(fmt::format("{}:{}: {}", path, line, e.description()));
     }
-    std::map<std::string, std::pair<std::string, int>, std::less<>> out;
+    ConfigFile out;
     for (auto&& [key, node] : table) {
-        int line = static_cast<int>(node.source().begin.line);
+        int line = line_of(node);
+        if (key == "commands") {
+            if (!node.is_table()) throw UsageError(fmt::format("{}:{}: commands: expected tables [commands.NAME]", path, line));
+            for (auto&& [name, command] : *node.as_table()) {
+                if (!command.is_table())
+                    throw UsageError(fmt::format("{}:{}: commands.{}: expected a table", path, line_of(command), name.str()));
+                out.commands[std::string(name.str())] = read_command(std::string(name.str()), *command.as_table(), path);
+            }
+            continue;
+        }
         bool known = false;
         for (const auto& spec : settings_specs) known = known || spec.name == key.str();
         if (!known) throw UsageError(fmt::format("{}:{}: unknown setting '{}'", path, line, key.str()));
-        std::string value;
-        if (auto i = node.as_integer()) value = std::to_string(i->get());
-        else if (auto s = node.as_string()) value = s->get();
-        else throw UsageError(fmt::format("{}:{}: {}: expected a number or a string", path, line, key.str()));
-        out[std::string(key.str())] = {value, line};
+        auto value = scalar_text(node);
+        if (!value) throw UsageError(fmt::format("{}:{}: {}: expected a number or a string", path, line, key.str()));
+        out.settings[std::string(key.str())] = {*value, line};
     }
     return out;
 }
@@ -110,8 +228,10 @@ std::optional<Settings> load_settings(int argc, char** argv, const Registry& reg
 
     std::map<std::string, std::string, std::less<>> given;
     std::map<std::string, std::string, std::less<>> where;  // setting -> "file:line" or "--flag"
+    ConfigFile config;
     if (!config_path.empty()) {
-        for (auto& [name, value_line] : read_config(config_path)) {
+        config = read_config(config_path);
+        for (auto& [name, value_line] : config.settings) {
             given[name] = value_line.first;
             where[name] = fmt::format("{}:{}", config_path, value_line.second);
         }
@@ -144,6 +264,7 @@ std::optional<Settings> load_settings(int argc, char** argv, const Registry& reg
     s.retry = std::chrono::milliseconds(values.integer("retry"));
     s.max_streams = static_cast<size_t>(values.integer("max_streams"));
     s.log_level = values.text("log_level");
+    s.commands = std::move(config.commands);
     return s;
 }
 

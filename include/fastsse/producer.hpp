@@ -38,6 +38,7 @@ public:
 // What a producer gets to start one stream.
 struct StreamStart {
     std::string_view last_event_id;     // Last-Event-ID or lastEventId; the producer decides how to resume
+    std::string_view query;             // the request's query string, for producers that take parameters
     const OptionValues& options;        // the location's FASTSSE_* options, checked, defaults filled in
     std::chrono::milliseconds retry;    // the location's retry hint, for a stream the producer ends
 };

@@ -8,6 +8,7 @@
 
 #include "fastsse/options.hpp"
 #include "fastsse/producer.hpp"
+#include "fastsse/producers/command.hpp"
 #include "fastsse/stream.hpp"
 
 namespace fastsse {
@@ -19,6 +20,7 @@ struct Settings {
     std::chrono::milliseconds retry{3000};
     size_t max_streams = 15000;
     std::string log_level = "info";
+    std::map<std::string, CommandSpec> commands;  // the config file's [commands.NAME] tables
 };
 
 // A bad flag, config file or value: the message names the problem (and file:line); exit status 2.

@@ -72,7 +72,7 @@ public:
     std::unique_ptr<fastsse::Subscription> open(fastsse::Sink& sink, Given given, std::string_view last_id = "",
                                                 std::chrono::milliseconds retry = 3000ms) {
         auto values = fastsse::parse_options(std::array{clock.options()}, given);
-        fastsse::StreamStart start{last_id, values, retry};
+        fastsse::StreamStart start{last_id, {}, values, retry};
         return clock.open(sink, start);
     }
 

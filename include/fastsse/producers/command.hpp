@@ -1,0 +1,104 @@
+#pragma once
+// The command producer: a declared command's live output, line by line, as typed events; its
+// process (group) stopped the moment nobody watches. A shared command runs once for every viewer,
+// with the last lines kept for late joiners and for clients that reconnect with Last-Event-ID.
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fastsse/event_loop.hpp"
+#include "fastsse/process.hpp"
+#include "fastsse/producer.hpp"
+
+namespace fastsse {
+
+// A value taken from the query string, which becomes exactly one argv element ("{name}").
+struct CommandParam {
+    std::string pattern;              // POSIX extended regex the whole value must match, or
+    std::vector<std::string> values;  // the allowed values
+    std::optional<std::string> default_value;
+    size_t max_length = 256;
+    bool allow_leading_dash = false;  // else a value starting with '-' is refused: no option injection
+};
+
+// One command, as declared in the config file's [commands.NAME] table.
+struct CommandSpec {
+    std::string name;
+    std::vector<std::string> argv;  // argv[0] absolute; an element "{p}" is parameter p's value
+    std::string cwd = "/";
+    std::map<std::string, std::string> env;  // the whole environment, with pass_env added
+    std::vector<std::string> pass_env;       // names copied from fastsse's own environment
+    std::map<std::string, CommandParam> params;
+    bool shared = false;
+    // The settings below come from command_settings_table(), with their defaults.
+    std::chrono::seconds time_limit{0};       // 0: none
+    size_t output_limit = 0;                  // bytes of stdout + stderr; 0: none
+    size_t max_running = 0;
+    std::string stdout_event, stderr_event;
+    std::chrono::milliseconds retry{0};       // retry: hint after the exit event
+    std::chrono::milliseconds grace{0};       // SIGTERM to SIGKILL
+    size_t max_line = 0;                      // longer lines are cut into pieces of this size
+    std::chrono::milliseconds quiet{0};       // a partial line is sent after this much silence
+    size_t replay = 0;                        // shared: lines kept for late joiners
+    std::chrono::seconds linger{0};           // shared: run on this long after the last viewer left
+};
+
+// The scalar settings of a command (time_limit, output_limit, ...), declared once.
+std::span<const OptionSpec> command_settings_table();
+// Fills the scalar settings of `spec` from checked values of command_settings_table().
+void apply_command_settings(CommandSpec& spec, const OptionValues& values);
+
+// Checks a declaration; returns the problem, or an empty string. (Used when the config is read.)
+std::string check_command(const CommandSpec& spec);
+
+// The argv for one request: each "{name}" element replaced by that parameter's value from the
+// query string (or its default). Throws RequestError 400 naming the parameter; nothing else.
+std::vector<std::string> command_argv(const CommandSpec& spec, std::string_view query);
+
+// Text made safe for an event stream: invalid UTF-8 replaced by U+FFFD.
+std::string sanitize_utf8(std::string_view bytes);
+
+// Cuts a byte stream into lines: at \n (a \r before it is dropped), or after max_line bytes
+// (at a UTF-8 character boundary), or when flush() is called for a partial line.
+class LineSplitter {
+public:
+    explicit LineSplitter(size_t max_line) : max_line_(max_line) {}
+    void feed(std::string_view bytes, const std::function<void(std::string_view)>& line);
+    void flush(const std::function<void(std::string_view)>& line);
+    bool has_partial() const { return !partial_.empty(); }
+
+private:
+    size_t max_line_;
+    std::string partial_;
+};
+
+class CommandProducer final : public Producer {
+public:
+    CommandProducer(EventLoop& loop, ChildProcesses& children);
+    // The commands declared in the config file (read after the producers are registered).
+    void set_commands(std::map<std::string, CommandSpec> commands) { commands_ = std::move(commands); }
+    ~CommandProducer() override;
+    std::span<const OptionSpec> options() const override;
+    std::unique_ptr<Subscription> open(Sink& sink, const StreamStart& start) override;
+
+    class Run;     // one process and the streams watching it
+    class Viewer;  // one stream watching a run
+
+private:
+    friend class Run;
+    void release(Run* run);  // destroys a run no stream watches any more (later, on the loop)
+    size_t running(const std::string& command) const;
+
+    EventLoop& loop_;
+    ChildProcesses& children_;
+    std::map<std::string, CommandSpec> commands_;
+    std::map<Run*, std::unique_ptr<Run>> runs_;
+    std::map<std::vector<std::string>, Run*> shared_;  // shared runs still going, by argv
+};
+
+}  // namespace fastsse

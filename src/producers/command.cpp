@@ -1,0 +1,454 @@
+#include "fastsse/producers/command.hpp"
+
+#include <regex.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <deque>
+#include <fmt/format.h>
+
+#include "fastsse/request.hpp"
+
+namespace fastsse {
+
+namespace {
+
+using Kind = OptionSpec::Kind;
+
+constexpr OptionSpec command_settings[] = {
+    {"time_limit", Kind::integer, "0", 0, 86400 * 365, {}, "s", "the run is ended after this long (0: never)"},
+    {"output_limit", Kind::integer, "16777216", 0, 1LL << 40, {}, "bytes",
+     "the run is ended once its stdout and stderr pass this (0: never)"},
+    {"max_running", Kind::integer, "4", 1, 100000, {}, {}, "runs at once; beyond, 503 with Retry-After"},
+    {"stdout_event", Kind::text, "stdout", 0, 0, {}, {}, "event name of a stdout line"},
+    {"stderr_event", Kind::text, "stderr", 0, 0, {}, {}, "event name of a stderr line"},
+    {"retry", Kind::integer, "60000", 0, 86'400'000, {}, "ms",
+     "retry: hint after the exit event, so that the browser does not run the command again at once"},
+    {"grace", Kind::integer, "2000", 0, 60'000, {}, "ms", "from SIGTERM to SIGKILL when a run is ended"},
+    {"max_line", Kind::integer, "16384", 64, 16 << 20, {}, "bytes", "longer lines are sent in pieces of this size"},
+    {"quiet", Kind::integer, "200", 10, 60'000, {}, "ms", "a line without its newline is sent after this silence"},
+    {"replay", Kind::integer, "100", 0, 1'000'000, {}, "lines", "shared: lines kept for late joiners and reconnects"},
+    {"linger", Kind::integer, "10", 0, 86400, {}, "s", "shared: the run goes on this long after its last viewer left"},
+};
+
+constexpr OptionSpec producer_options[] = {
+    {"command", Kind::text, "", 0, 0, {}, {}, "name of the command, as declared in the config file's [commands.NAME]"},
+};
+
+std::optional<std::string_view> placeholder(std::string_view element) {
+    if (element.size() > 2 && element.front() == '{' && element.back() == '}') return element.substr(1, element.size() - 2);
+    return std::nullopt;
+}
+
+// POSIX extended regex, anchored: the whole value must match. glibc's matcher does not recurse per
+// character, so a long value cannot exhaust the stack (std::regex can).
+class Pattern {
+public:
+    explicit Pattern(const std::string& pattern) {
+        ok_ = ::regcomp(&re_, ("^(" + pattern + ")$").c_str(), REG_EXTENDED | REG_NOSUB) == 0;
+    }
+    ~Pattern() {
+        if (ok_) ::regfree(&re_);
+    }
+    Pattern(const Pattern&) = delete;
+    Pattern& operator=(const Pattern&) = delete;
+    bool ok() const { return ok_; }
+    bool matches(const std::string& value) const { return ok_ && ::regexec(&re_, value.c_str(), 0, nullptr, 0) == 0; }
+
+private:
+    regex_t re_{};
+    bool ok_ = false;
+};
+
+size_t utf8_sequence_length(std::string_view s, size_t i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (len == 0 || i + len > s.size()) return 0;
+    for (size_t k = 1; k < len; ++k)
+        if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return 0;
+    // Overlong forms, surrogates and code points past U+10FFFF are invalid too.
+    auto c1 = static_cast<unsigned char>(len > 1 ? s[i + 1] : 0);
+    if ((len == 2 && c < 0xc2) || (len == 3 && c == 0xe0 && c1 < 0xa0) || (len == 3 && c == 0xed && c1 >= 0xa0) ||
+        (len == 4 && c == 0xf0 && c1 < 0x90) || (len == 4 && (c > 0xf4 || (c == 0xf4 && c1 >= 0x90))))
+        return 0;
+    return len;
+}
+
+}  // namespace
+
+std::span<const OptionSpec> command_settings_table() { return command_settings; }
+
+void apply_command_settings(CommandSpec& s, const OptionValues& v) {
+    s.time_limit = std::chrono::seconds(v.integer("time_limit"));
+    s.output_limit = static_cast<size_t>(v.integer("output_limit"));
+    s.max_running = static_cast<size_t>(v.integer("max_running"));
+    s.stdout_event = v.text("stdout_event");
+    s.stderr_event = v.text("stderr_event");
+    s.retry = std::chrono::milliseconds(v.integer("retry"));
+    s.grace = std::chrono::milliseconds(v.integer("grace"));
+    s.max_line = static_cast<size_t>(v.integer("max_line"));
+    s.quiet = std::chrono::milliseconds(v.integer("quiet"));
+    s.replay = static_cast<size_t>(v.integer("replay"));
+    s.linger = std::chrono::seconds(v.integer("linger"));
+}
+
+std::string check_command(const CommandSpec& spec) {
+    if (spec.argv.empty()) return "argv: must name the program";
+    if (!spec.argv[0].starts_with('/')) return fmt::format("argv: '{}' is not an absolute path", spec.argv[0]);
+    if (::access(spec.argv[0].c_str(), X_OK) != 0) return fmt::format("argv: cannot execute '{}'", spec.argv[0]);
+    for (const auto& [name, event] : {std::pair{"stdout_event", &spec.stdout_event}, {"stderr_event", &spec.stderr_event}})
+        if (event->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
+            return fmt::format("{}: must not contain CR, LF or NUL", name);
+    std::map<std::string, int> used;
+    for (const auto& element : spec.argv)
+        if (auto name = placeholder(element)) {
+            if (!spec.params.count(std::string(*name)))
+                return fmt::format("argv: '{}' names no parameter declared in [commands.{}.params]", element, spec.name);
+            ++used[std::string(*name)];
+        }
+    for (const auto& [name, p] : spec.params) {
+        if (!used.count(name)) return fmt::format("params.{}: not used in argv (write \"{{{}}}\" there)", name, name);
+        if (p.pattern.empty() == p.values.empty()) return fmt::format("params.{}: give either pattern or values", name);
+        if (!p.pattern.empty() && !Pattern(p.pattern).ok())
+            return fmt::format("params.{}: pattern '{}' is not a valid POSIX extended regex", name, p.pattern);
+    }
+    return {};
+}
+
+std::vector<std::string> command_argv(const CommandSpec& spec, std::string_view query) {
+    std::vector<std::string> argv;
+    for (const auto& element : spec.argv) {
+        auto name = placeholder(element);
+        if (!name) {
+            argv.push_back(element);
+            continue;
+        }
+        const auto& param = spec.params.at(std::string(*name));
+        auto value = query_param(query, *name);
+        if (!value) value = param.default_value;
+        if (!value) throw RequestError(400, fmt::format("Missing parameter '{}'.", *name));
+        auto refuse = [&](std::string_view why) {
+            return RequestError(400, fmt::format("Parameter '{}' {}.", *name, why));
+        };
+        if (value->size() > param.max_length)
+            throw refuse(fmt::format("is longer than {} bytes", param.max_length));
+        if (value->find('\0') != std::string::npos) throw refuse("contains a NUL byte");
+        if (value->starts_with('-') && !param.allow_leading_dash) throw refuse("must not start with '-'");
+        if (!param.values.empty()) {
+            if (std::find(param.values.begin(), param.values.end(), *value) == param.values.end())
+                throw refuse("is not one of the allowed values");
+        } else if (!Pattern(param.pattern).matches(*value)) {
+            throw refuse("does not match its pattern");
+        }
+        argv.push_back(std::move(*value));
+    }
+    return argv;
+}
+
+std::string sanitize_utf8(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < s.size();) {
+        if (auto len = utf8_sequence_length(s, i)) {
+            out.append(s.substr(i, len));
+            i += len;
+        } else {
+            out += "\xef\xbf\xbd";  // U+FFFD REPLACEMENT CHARACTER
+            ++i;
+        }
+    }
+    return out;
+}
+
+void LineSplitter::feed(std::string_view bytes, const std::function<void(std::string_view)>& line) {
+    partial_ += bytes;
+    size_t start = 0;
+    for (;;) {
+        auto nl = partial_.find('\n', start);
+        auto available = (nl == std::string::npos ? partial_.size() : nl) - start;
+        if (available >= max_line_) {
+            // Cut a long line, but never inside a UTF-8 sequence: back up over continuation bytes.
+            size_t cut = start + max_line_;
+            for (int k = 0; k < 3 && cut > start && (static_cast<unsigned char>(partial_[cut]) & 0xc0) == 0x80; ++k) --cut;
+            if (cut == start) cut = start + max_line_;
+            line(std::string_view(partial_).substr(start, cut - start));
+            start = cut;
+            continue;
+        }
+        if (nl == std::string::npos) break;
+        auto end = nl > start && partial_[nl - 1] == '\r' ? nl - 1 : nl;
+        line(std::string_view(partial_).substr(start, end - start));
+        start = nl + 1;
+    }
+    partial_.erase(0, start);
+}
+
+void LineSplitter::flush(const std::function<void(std::string_view)>& line) {
+    if (partial_.empty()) return;
+    std::string rest = std::move(partial_);
+    partial_.clear();
+    line(rest);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+class CommandProducer::Viewer final : public Subscription {
+public:
+    Viewer(Run& run, Sink& sink) : run_(&run), sink_(sink) {}
+    ~Viewer() override;
+    Sink& sink() { return sink_; }
+
+private:
+    Run* run_;
+    Sink& sink_;
+};
+
+class CommandProducer::Run {
+public:
+    Run(CommandProducer& owner, const CommandSpec& spec, std::vector<std::string> argv)
+        : owner_(owner), spec_(spec), argv_(std::move(argv)), started_(owner.loop_.now()),
+          run_id_(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count()) {}
+
+    ~Run() {
+        if (pid_ > 0 && !exited_) {
+            owner_.children_.forget(pid_);
+            owner_.children_.terminate(pid_, spec_.grace);
+            spdlog::info("command {} (pid {}) stopped: no one is watching", spec_.name, pid_);
+        }
+    }
+
+    void start() {
+        SpawnSpec s;
+        s.argv = argv_;
+        s.cwd = spec_.cwd;
+        for (const auto& [name, value] : spec_.env) s.env.push_back(name + "=" + value);
+        auto child = owner_.children_.spawn(s, [this](int status) { exited(status); });
+        pid_ = child.pid;
+        out_ = std::make_unique<Pipe>(*this, std::move(child.out), false);
+        err_ = std::make_unique<Pipe>(*this, std::move(child.err), true);
+        spdlog::info("command {} started (pid {})", spec_.name, pid_);
+        if (spec_.time_limit.count() > 0)
+            limit_timer_ = owner_.loop_.call_after(spec_.time_limit, [this] { stop("timeout"); });
+    }
+
+    bool done() const { return done_; }
+    const CommandSpec& spec() const { return spec_; }
+    const std::vector<std::string>& argv() const { return argv_; }
+
+    // A new stream: first what the ring holds after its last id (or all of it), then live lines.
+    void join(Viewer& v, std::string_view last_event_id) {
+        linger_timer_.cancel();
+        unsigned long long after = 0;
+        auto dot = last_event_id.find('.');
+        if (dot != std::string_view::npos && last_event_id.substr(0, dot) == std::to_string(run_id_))
+            after = std::strtoull(std::string(last_event_id.substr(dot + 1)).c_str(), nullptr, 10);
+        for (const auto& line : ring_)
+            if (line.number > after) v.sink().send(event(line));
+        viewers_.push_back(&v);
+    }
+
+    void leave(Viewer& v) {
+        std::erase(viewers_, &v);
+        if (!viewers_.empty()) return;
+        if (spec_.shared && !done_ && spec_.linger.count() > 0) {
+            linger_timer_ = owner_.loop_.call_after(spec_.linger, [this] { owner_.release(this); });
+            return;
+        }
+        owner_.release(this);
+    }
+
+    bool watched() const { return !viewers_.empty(); }
+
+private:
+    struct Line {
+        unsigned long long number;
+        bool is_stderr;
+        std::string text;
+    };
+
+    class Pipe final : public IoHandler {
+    public:
+        Pipe(Run& run, UniqueFd fd, bool is_stderr)
+            : run_(run), fd_(std::move(fd)), is_stderr_(is_stderr), lines_(run.spec_.max_line) {
+            run_.owner_.loop_.add(fd_.get(), EPOLLIN, this);
+        }
+        ~Pipe() { close(); }
+
+        void on_io(uint32_t) override { read_some(); }
+
+        // Reads what is there, a bounded amount per wake-up so that a chatty command cannot
+        // starve the other streams. Returns false at end of file.
+        bool read_some(size_t budget = 64 * 1024) {
+            char buf[16 * 1024];
+            while (fd_ && budget > 0) {
+                ssize_t n = ::read(fd_.get(), buf, std::min(sizeof buf, budget));
+                if (n > 0) {
+                    budget -= static_cast<size_t>(n);
+                    lines_.feed(std::string_view(buf, n), [this](std::string_view l) { run_.line(is_stderr_, l); });
+                    continue;
+                }
+                if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+                lines_.flush([this](std::string_view l) { run_.line(is_stderr_, l); });
+                close();
+                return false;
+            }
+            quiet_.cancel();
+            if (lines_.has_partial())
+                quiet_ = run_.owner_.loop_.call_after(run_.spec_.quiet, [this] {
+                    lines_.flush([this](std::string_view l) { run_.line(is_stderr_, l); });
+                });
+            return true;
+        }
+
+        // At the end of the run: what is left in the pipe, then the partial line.
+        void drain() {
+            if (fd_) read_some(run_.spec_.max_line * 64);
+            lines_.flush([this](std::string_view l) { run_.line(is_stderr_, l); });
+            close();
+        }
+
+    private:
+        void close() {
+            quiet_.cancel();
+            if (fd_) run_.owner_.loop_.remove(fd_.get());
+            fd_.reset();
+        }
+
+        Run& run_;
+        UniqueFd fd_;
+        bool is_stderr_;
+        LineSplitter lines_;
+        Timer quiet_;
+    };
+
+    Event event(const Line& l) {
+        id_text_ = spec_.shared ? fmt::format("{}.{}", run_id_, l.number) : std::to_string(l.number);
+        return Event{l.is_stderr ? spec_.stderr_event : spec_.stdout_event, l.text, id_text_, std::nullopt};
+    }
+
+    void line(bool is_stderr, std::string_view raw) {
+        if (done_ || stopping_) return;
+        Line l{++lines_, is_stderr, sanitize_utf8(raw)};
+        output_ += raw.size() + 1;
+        auto e = event(l);
+        for (auto* v : viewers_) v->sink().send(e);
+        if (spec_.shared && spec_.replay > 0) {
+            ring_.push_back(std::move(l));
+            if (ring_.size() > spec_.replay) ring_.pop_front();
+        }
+        if (spec_.output_limit > 0 && output_ > spec_.output_limit) stop("limit");
+    }
+
+    // Ends the process group; the exit event follows when the child is reaped.
+    void stop(const char* reason) {
+        if (stopping_ || exited_) return;
+        stopping_ = true;
+        reason_ = reason;
+        spdlog::info("command {} (pid {}) stopped: {}", spec_.name, pid_, reason);
+        owner_.children_.terminate(pid_, spec_.grace);
+    }
+
+    void exited(int status) {
+        exited_ = true;
+        limit_timer_.cancel();
+        bool was_stopping = stopping_;
+        stopping_ = false;  // the last output still counts
+        if (out_) out_->drain();
+        if (err_) err_->drain();
+        stopping_ = was_stopping;
+        // Whatever the command left running in its group goes with it.
+        owner_.children_.terminate(pid_, spec_.grace);
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(owner_.loop_.now() - started_).count();
+        auto code = WIFEXITED(status) ? std::to_string(WEXITSTATUS(status)) : "null";
+        auto sig = WIFSIGNALED(status) ? std::to_string(WTERMSIG(status)) : "null";
+        auto data = fmt::format(R"({{"code": {}, "signal": {}, "duration_ms": {}, "reason": "{}"}})", code, sig, ms,
+                                reason_);
+        spdlog::info("command {} (pid {}) exited: {}", spec_.name, pid_, data);
+        done_ = true;
+        owner_.shared_.erase(argv_);  // a new viewer starts a new run
+        Event e{"exit", data, std::nullopt, std::nullopt};
+        auto viewers = viewers_;
+        for (auto* v : viewers) {
+            v->sink().send(e);
+            v->sink().finish(spec_.retry);
+        }
+        if (viewers_.empty()) owner_.release(this);
+    }
+
+    CommandProducer& owner_;
+    const CommandSpec& spec_;
+    std::vector<std::string> argv_;
+    EventLoop::Clock::time_point started_;
+    long long run_id_;
+    pid_t pid_ = -1;
+    std::unique_ptr<Pipe> out_, err_;
+    std::vector<Viewer*> viewers_;
+    std::deque<Line> ring_;
+    unsigned long long lines_ = 0;
+    size_t output_ = 0;
+    std::string reason_ = "exit";
+    std::string id_text_;
+    bool stopping_ = false, exited_ = false, done_ = false;
+    Timer limit_timer_, linger_timer_;
+};
+
+CommandProducer::Viewer::~Viewer() { run_->leave(*this); }
+
+CommandProducer::CommandProducer(EventLoop& loop, ChildProcesses& children) : loop_(loop), children_(children) {}
+
+CommandProducer::~CommandProducer() = default;
+
+std::span<const OptionSpec> CommandProducer::options() const { return producer_options; }
+
+size_t CommandProducer::running(const std::string& command) const {
+    size_t n = 0;
+    for (const auto& [key, run] : runs_) n += !run->done() && run->spec().name == command;
+    return n;
+}
+
+std::unique_ptr<Subscription> CommandProducer::open(Sink& sink, const StreamStart& start) {
+    const auto& name = start.options.text("command");
+    if (name.empty()) throw OptionError("FASTSSE_COMMAND: name the command to run");
+    auto it = commands_.find(name);
+    if (it == commands_.end()) throw RequestError(404, fmt::format("No command named '{}'.", name));
+    const auto& spec = it->second;
+    auto argv = command_argv(spec, start.query);  // 400 before anything starts
+
+    Run* run = nullptr;
+    if (spec.shared) {
+        if (auto found = shared_.find(argv); found != shared_.end()) run = found->second;
+    }
+    if (!run) {
+        if (running(spec.name) >= spec.max_running)
+            throw RequestError(503, fmt::format("Command '{}' is running {} times already, its limit.", spec.name,
+                                                spec.max_running),
+                               "Retry-After: 10\r\n");
+        auto owned = std::make_unique<Run>(*this, spec, argv);
+        owned->start();  // throws when the program cannot start: a 500 before any header
+        run = owned.get();
+        runs_.emplace(run, std::move(owned));
+        if (spec.shared) shared_[argv] = run;
+    }
+    auto viewer = std::make_unique<Viewer>(*run, sink);
+    run->join(*viewer, start.last_event_id);
+    return viewer;
+}
+
+void CommandProducer::release(Run* run) {
+    // Later, on the loop: this is called from the run's own callbacks and from a viewer's destructor.
+    loop_.post([this, run] {
+        auto it = runs_.find(run);
+        if (it == runs_.end() || it->second->watched()) return;
+        if (!it->second->done()) {
+            auto shared = shared_.find(it->second->argv());
+            if (shared != shared_.end() && shared->second == run) shared_.erase(shared);
+        }
+        runs_.erase(it);
+    });
+}
+
+}  // namespace fastsse
