@@ -86,8 +86,10 @@ std::string describe(std::span<const OptionSpec> table, bool as_params) {
         case OptionSpec::Kind::text: kind = "text"; break;
         }
         auto name = as_params ? param_name(spec.name) : std::string(spec.name);
-        auto default_value = spec.default_value.empty() ? fmt::format("the {} setting", spec.name)
-                                                        : fmt::format("'{}'", spec.default_value);
+        // No default: a text option must be given; an integer one takes the process setting of its name.
+        auto default_value = !spec.default_value.empty()             ? fmt::format("'{}'", spec.default_value)
+                             : spec.kind == OptionSpec::Kind::text ? std::string("none, required")
+                                                                   : fmt::format("the {} setting", spec.name);
         fmt::format_to(std::back_inserter(out), "  {:<18} {}; default {}: {}\n", name, kind, default_value, spec.help);
     }
     return out;

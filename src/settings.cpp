@@ -212,6 +212,16 @@ std::optional<Settings> load_settings(int argc, char** argv, const Registry& reg
     footer += ").\nEvery location:\n" + describe(stream_specs, true);
     for (const auto& [name, producer] : registry.all())
         footer += fmt::format("Producer {}:\n{}", name, describe(producer->options(), true));
+    footer += "\nCommands, declared in the config file as [commands.NAME]:\n"
+              "  argv               array of strings (required): the program and its arguments; no shell;\n"
+              "                     an element \"{p}\" is replaced by parameter p's value\n"
+              "  cwd                string; default '/': working directory\n"
+              "  env                table of strings; default empty: the whole environment\n"
+              "  pass_env           array of names copied from fastsse's environment\n"
+              "  shared             boolean; default false: one run for every viewer of the same argv\n"
+              "  params.P           table: pattern (POSIX ERE, whole value) or values (list), default,\n"
+              "                     max_length (256), allow_leading_dash (false)\n" +
+              describe(command_settings_table(), false);
     app.footer(footer);
 
     try {

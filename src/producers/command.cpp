@@ -97,7 +97,8 @@ void apply_command_settings(CommandSpec& s, const OptionValues& v) {
 
 std::string check_command(const CommandSpec& spec) {
     if (spec.argv.empty()) return "argv: must name the program";
-    if (!spec.argv[0].starts_with('/')) return fmt::format("argv: '{}' is not an absolute path", spec.argv[0]);
+    if (!spec.argv[0].starts_with('/'))
+        return fmt::format("argv: '{}' was not found in PATH (or give an absolute path)", spec.argv[0]);
     if (::access(spec.argv[0].c_str(), X_OK) != 0) return fmt::format("argv: cannot execute '{}'", spec.argv[0]);
     for (const auto& [name, event] : {std::pair{"stdout_event", &spec.stdout_event}, {"stderr_event", &spec.stderr_event}})
         if (event->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
