@@ -212,7 +212,8 @@ void Server::reap() {
     auto ids = std::move(retired_);
     retired_.clear();
     for (auto id : ids) streams_.erase(id);
-    if (shutting_down_ && streams_.empty()) loop_.stop();
+    // Stop after what destroying these streams posted (a producer releasing its work) has run.
+    if (shutting_down_ && streams_.empty()) loop_.post([this] { loop_.stop(); });
 }
 
 void Server::sweep() {
