@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
     }
     // The streams are gone, and with them every run: end what is left of the commands (SIGTERM, a
     // short grace, SIGKILL) and reap it all, still within the 2 s a shutdown may take.
+    command_producer.stop_runs();  // a shared run lingering after its last viewer, too
     children.stop_all(std::chrono::milliseconds(400));
     spdlog::info("stopped");
     return 0;

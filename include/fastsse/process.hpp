@@ -42,8 +42,11 @@ public:
     // Ends a child's process group: SIGTERM now, SIGKILL after `grace` to whatever is left.
     // Its on_exit is still called when the child is reaped, unless forget() was called.
     void terminate(pid_t pgid, std::chrono::milliseconds grace);
-    // No on_exit for this child any more (it is still reaped).
+    // No on_exit for this child any more (it is still reaped), or another one.
     void forget(pid_t pid) { on_exit_.erase(pid); }
+    void set_on_exit(pid_t pid, std::function<void(int)> on_exit) {
+        if (auto it = on_exit_.find(pid); it != on_exit_.end()) it->second = std::move(on_exit);
+    }
 
     // Children not yet reaped, and groups still being ended.
     size_t alive() const { return on_exit_.size() + ending_.size(); }

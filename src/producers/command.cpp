@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -77,6 +78,18 @@ size_t utf8_sequence_length(std::string_view s, size_t i) {
     return len;
 }
 
+// Why `value` is refused for `param` ("is longer than 256 bytes"), or empty when it is allowed.
+std::string refusal(const CommandParam& param, const std::string& value) {
+    if (value.size() > param.max_length) return fmt::format("is longer than {} bytes", param.max_length);
+    if (value.find('\0') != std::string::npos) return "contains a NUL byte";
+    if (value.starts_with('-') && !param.allow_leading_dash) return "must not start with '-'";
+    if (!param.values.empty())
+        return std::find(param.values.begin(), param.values.end(), value) == param.values.end()
+                   ? "is not one of the allowed values"
+                   : "";
+    return Pattern(param.pattern).matches(value) ? "" : "does not match its pattern";
+}
+
 }  // namespace
 
 std::span<const OptionSpec> command_settings_table() { return command_settings; }
@@ -99,7 +112,9 @@ std::string check_command(const CommandSpec& spec) {
     if (spec.argv.empty()) return "argv: must name the program";
     if (!spec.argv[0].starts_with('/'))
         return fmt::format("argv: '{}' was not found in PATH (or give an absolute path)", spec.argv[0]);
-    if (::access(spec.argv[0].c_str(), X_OK) != 0) return fmt::format("argv: cannot execute '{}'", spec.argv[0]);
+    struct stat st{};
+    if (::stat(spec.argv[0].c_str(), &st) != 0 || !S_ISREG(st.st_mode) || ::access(spec.argv[0].c_str(), X_OK) != 0)
+        return fmt::format("argv: cannot execute '{}'", spec.argv[0]);
     for (const auto& [name, event] : {std::pair{"stdout_event", &spec.stdout_event}, {"stderr_event", &spec.stderr_event}})
         if (event->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
             return fmt::format("{}: must not contain CR, LF or NUL", name);
@@ -115,6 +130,9 @@ std::string check_command(const CommandSpec& spec) {
         if (p.pattern.empty() == p.values.empty()) return fmt::format("params.{}: give either pattern or values", name);
         if (!p.pattern.empty() && !Pattern(p.pattern).ok())
             return fmt::format("params.{}: pattern '{}' is not a valid POSIX extended regex", name, p.pattern);
+        if (p.default_value)
+            if (auto why = refusal(p, *p.default_value); !why.empty())
+                return fmt::format("params.{}: the default '{}' {}", name, *p.default_value, why);
     }
     return {};
 }
@@ -131,19 +149,8 @@ std::vector<std::string> command_argv(const CommandSpec& spec, std::string_view 
         auto value = query_param(query, *name);
         if (!value) value = param.default_value;
         if (!value) throw RequestError(400, fmt::format("Missing parameter '{}'.", *name));
-        auto refuse = [&](std::string_view why) {
-            return RequestError(400, fmt::format("Parameter '{}' {}.", *name, why));
-        };
-        if (value->size() > param.max_length)
-            throw refuse(fmt::format("is longer than {} bytes", param.max_length));
-        if (value->find('\0') != std::string::npos) throw refuse("contains a NUL byte");
-        if (value->starts_with('-') && !param.allow_leading_dash) throw refuse("must not start with '-'");
-        if (!param.values.empty()) {
-            if (std::find(param.values.begin(), param.values.end(), *value) == param.values.end())
-                throw refuse("is not one of the allowed values");
-        } else if (!Pattern(param.pattern).matches(*value)) {
-            throw refuse("does not match its pattern");
-        }
+        if (auto why = refusal(param, *value); !why.empty())
+            throw RequestError(400, fmt::format("Parameter '{}' {}.", *name, why));
         argv.push_back(std::move(*value));
     }
     return argv;
@@ -170,7 +177,7 @@ void LineSplitter::feed(std::string_view bytes, const std::function<void(std::st
     for (;;) {
         auto nl = partial_.find('\n', start);
         auto available = (nl == std::string::npos ? partial_.size() : nl) - start;
-        if (available >= max_line_) {
+        if (available > max_line_) {
             // Cut a long line, but never inside a UTF-8 sequence: back up over continuation bytes.
             size_t cut = start + max_line_;
             for (int k = 0; k < 3 && cut > start && (static_cast<unsigned char>(partial_[cut]) & 0xc0) == 0x80; ++k) --cut;
@@ -216,7 +223,9 @@ public:
 
     ~Run() {
         if (pid_ > 0 && !exited_) {
-            owner_.children_.forget(pid_);
+            // Until it is reaped, the process still counts against max_running.
+            owner_.unreaped_[pid_] = spec_.name;
+            owner_.children_.set_on_exit(pid_, [owner = &owner_, pid = pid_](int) { owner->unreaped_.erase(pid); });
             owner_.children_.terminate(pid_, spec_.grace);
             spdlog::info("command {} (pid {}) stopped: no one is watching", spec_.name, pid_);
         }
@@ -332,7 +341,7 @@ private:
     }
 
     void line(bool is_stderr, std::string_view raw) {
-        if (done_ || stopping_) return;
+        if (done_ || over_limit_) return;
         Line l{++lines_, is_stderr, sanitize_utf8(raw)};
         output_ += raw.size() + 1;
         auto e = event(l);
@@ -341,7 +350,10 @@ private:
             ring_.push_back(std::move(l));
             if (ring_.size() > spec_.replay) ring_.pop_front();
         }
-        if (spec_.output_limit > 0 && output_ > spec_.output_limit) stop("limit");
+        if (spec_.output_limit > 0 && output_ > spec_.output_limit) {
+            over_limit_ = true;  // nothing more is passed on, not even what is still in the pipes
+            stop("limit");
+        }
     }
 
     // Ends the process group; the exit event follows when the child is reaped.
@@ -356,11 +368,8 @@ private:
     void exited(int status) {
         exited_ = true;
         limit_timer_.cancel();
-        bool was_stopping = stopping_;
-        stopping_ = false;  // the last output still counts
         if (out_) out_->drain();
         if (err_) err_->drain();
-        stopping_ = was_stopping;
         // Whatever the command left running in its group goes with it.
         owner_.children_.terminate(pid_, spec_.grace);
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(owner_.loop_.now() - started_).count();
@@ -393,7 +402,7 @@ private:
     size_t output_ = 0;
     std::string reason_ = "exit";
     std::string id_text_;
-    bool stopping_ = false, exited_ = false, done_ = false;
+    bool stopping_ = false, exited_ = false, done_ = false, over_limit_ = false;
     Timer limit_timer_, linger_timer_;
 };
 
@@ -401,13 +410,22 @@ CommandProducer::Viewer::~Viewer() { run_->leave(*this); }
 
 CommandProducer::CommandProducer(EventLoop& loop, ChildProcesses& children) : loop_(loop), children_(children) {}
 
-CommandProducer::~CommandProducer() = default;
+CommandProducer::~CommandProducer() {
+    stop_runs();
+    for (const auto& [pid, command] : unreaped_) children_.forget(pid);  // their callbacks point here
+}
+
+void CommandProducer::stop_runs() {
+    shared_.clear();
+    runs_.clear();
+}
 
 std::span<const OptionSpec> CommandProducer::options() const { return producer_options; }
 
 size_t CommandProducer::running(const std::string& command) const {
     size_t n = 0;
     for (const auto& [key, run] : runs_) n += !run->done() && run->spec().name == command;
+    for (const auto& [pid, name] : unreaped_) n += name == command;
     return n;
 }
 

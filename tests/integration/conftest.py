@@ -19,7 +19,8 @@ from typing import Optional
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fastsse_testlib import NGINX, Fastsse, HttpStream, Nginx, free_port, make_dir  # noqa: E402
+from fastsse_testlib import (NGINX, Fastsse, HttpStream, Nginx, descendants_of, free_port, kill_if_same,  # noqa: E402
+                             make_dir)
 
 
 @dataclass
@@ -69,8 +70,10 @@ def workdir(paths, request) -> Path:
 class Stack:
     """fastsse behind nginx, as users run them."""
 
-    def __init__(self, paths: Paths, workdir: Path, args=(), listen: str = "unix", name: str = "fastsse"):
+    def __init__(self, paths: Paths, workdir: Path, args=(), listen: str = "unix", name: str = "fastsse",
+                 nginx_conf: str = ""):
         self.paths = paths
+        self.nginx_conf = nginx_conf  # extra server-block directives and locations (Nginx.extra_conf)
         self.workdir = workdir
         self.fastsse: Optional[Fastsse] = None
         self.nginx: Optional[Nginx] = None
@@ -119,7 +122,7 @@ class Stack:
         if self.inherited is not None:
             self.inherited.close()  # fastsse holds it now
         for attempt in range(3):
-            self.nginx = Nginx(paths.source, workdir, upstream)
+            self.nginx = Nginx(paths.source, workdir, upstream, extra_conf=self.nginx_conf)
             try:
                 self.nginx.start()
                 break
@@ -134,6 +137,9 @@ class Stack:
 
     def stop(self):
         errors = []
+        # fastsse's children (commands) and theirs: fastsse stops them itself; any it left behind
+        # (a test failed, fastsse had to be killed) are stopped here, each by its PID.
+        leftovers = descendants_of(self.fastsse.pid) if self.fastsse and self.fastsse.proc.poll() is None else []
         for part in (self.fastsse, self.nginx):
             if part is None:
                 continue
@@ -141,6 +147,8 @@ class Stack:
                 part.stop()
             except Exception as e:  # keep stopping the rest
                 errors.append(e)
+        for pid, starttime in leftovers:
+            kill_if_same(pid, starttime)
         if self.inherited is not None:
             self.inherited.close()
         if errors:
@@ -149,16 +157,36 @@ class Stack:
 
 @pytest.fixture
 def make_stack(paths, workdir):
-    """Starts a private fastsse + nginx pair; both are stopped by PID when the test ends."""
+    """Starts a private fastsse + nginx pair; both are stopped by PID when the test ends.
+    nginx_conf: extra server-block directives and locations (see Nginx.extra_conf)."""
     stacks = []
 
-    def make(args=(), listen="unix") -> Stack:
+    def make(args=(), listen="unix", nginx_conf="") -> Stack:
         wd = workdir if not stacks else make_dir(workdir / f"stack{len(stacks)}")
-        stack = Stack(paths, wd, args, listen)
+        stack = Stack(paths, wd, args, listen, nginx_conf=nginx_conf)
         stacks.append(stack)
         return stack
 
     yield make
+    _stop_stacks(stacks)
+
+
+@pytest.fixture(scope="module")
+def make_module_stack(paths):
+    """As make_stack, for a stack that the tests of one module share. The caller makes the
+    directory (and writes what fastsse's config needs there) first."""
+    stacks = []
+
+    def make(workdir: Path, args=(), listen="unix", nginx_conf="") -> Stack:
+        stack = Stack(paths, workdir, args, listen, nginx_conf=nginx_conf)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    _stop_stacks(stacks)
+
+
+def _stop_stacks(stacks):
     errors = []
     for stack in reversed(stacks):
         try:

@@ -89,6 +89,22 @@ def children_of(pid: int) -> list[tuple[int, str]]:
     return out
 
 
+def descendants_of(pid: int) -> list[tuple[int, str]]:
+    """Every process below pid (children, theirs...; zombies too), each with its start time."""
+    parent_of, started = {}, {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields:
+                parent_of[int(entry)] = int(fields[1])
+                started[int(entry)] = fields[19]
+    out, frontier = [], {pid}
+    while frontier:
+        frontier = {p for p, pp in parent_of.items() if pp in frontier}
+        out += sorted((p, started[p]) for p in frontier)
+    return out
+
+
 def kill_if_same(pid: int, starttime: str):
     fields = _stat_fields(pid)
     if fields and fields[19] == starttime:
@@ -296,8 +312,12 @@ def _replace_once(text: str, old: str, new: str, where: str) -> str:
 class Nginx:
     """A real nginx, configured from the repository's nginx/ files, serving 127.0.0.1:port."""
 
-    def __init__(self, source_dir: Path, workdir: Path, upstream: str, port: Optional[int] = None):
+    def __init__(self, source_dir: Path, workdir: Path, upstream: str, port: Optional[int] = None,
+                 extra_conf: str = ""):
         self.source_dir = Path(source_dir)
+        # Test-only directives and locations of one test module, added (in the server block) after
+        # TEST_LOCATIONS.
+        self.extra_conf = extra_conf
         self.dir = make_dir(Path(workdir) / "nginx")
         self.upstream = upstream  # "unix:/path" or "127.0.0.1:PORT", as fastcgi_pass takes it
         self.port = port or free_port()
@@ -320,7 +340,7 @@ class Nginx:
         buffered = _replace_once(params, "fastcgi_buffering off;", "", "nginx/fastsse_params")
         (self.dir / "fastsse_params_buffered").write_text(buffered)
         shutil.copyfile(src / "fastsse-locations.conf", self.dir / "fastsse-locations.conf")
-        (self.dir / "test-locations.conf").write_text(TEST_LOCATIONS)
+        (self.dir / "test-locations.conf").write_text(TEST_LOCATIONS + self.extra_conf)
 
         conf = (src / "nginx.conf").read_text()
         where = "nginx/nginx.conf"
@@ -850,8 +870,11 @@ class FcgiRequest:
         self.sock.connect(unix_path)
         begin = struct.pack("!HB5x", FCGI_RESPONDER, 0)
         body = fcgi_pairs(params)
+        # Params longer than one record (64 KB) go in several, as the protocol allows.
+        records = b"".join(fcgi_record(FCGI_PARAMS, request_id, body[i:i + 65535])
+                           for i in range(0, len(body), 65535))
         self.sock.sendall(fcgi_record(FCGI_BEGIN_REQUEST, request_id, begin)
-                          + fcgi_record(FCGI_PARAMS, request_id, body) + fcgi_record(FCGI_PARAMS, request_id)
+                          + records + fcgi_record(FCGI_PARAMS, request_id)
                           + fcgi_record(FCGI_STDIN, request_id))
         self._buf = bytearray()
         self.records: list[Record] = []

@@ -85,6 +85,8 @@ public:
     ~CommandProducer() override;
     std::span<const OptionSpec> options() const override;
     std::unique_ptr<Subscription> open(Sink& sink, const StreamStart& start) override;
+    // Ends every run at once, lingering shared ones included (fastsse's shutdown).
+    void stop_runs();
 
     class Run;     // one process and the streams watching it
     class Viewer;  // one stream watching a run
@@ -99,6 +101,7 @@ private:
     std::map<std::string, CommandSpec> commands_;
     std::map<Run*, std::unique_ptr<Run>> runs_;
     std::map<std::vector<std::string>, Run*> shared_;  // shared runs still going, by argv
+    std::map<pid_t, std::string> unreaped_;  // processes of ended runs not yet reaped, and their command
 };
 
 }  // namespace fastsse

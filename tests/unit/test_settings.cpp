@@ -1,0 +1,325 @@
+// The config file's [commands.NAME] tables, read through load_settings() from a temporary TOML file
+// (--config PATH): a full declaration lands in Settings::commands as written, with the program
+// looked up in PATH and pass_env copied from our environment; every mistake is a UsageError whose
+// message starts with "PATH:LINE:" and names the problem.
+#include <doctest/doctest.h>
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fastsse/event_loop.hpp"
+#include "fastsse/producers/clock.hpp"
+#include "fastsse/settings.hpp"
+
+using namespace std::chrono_literals;
+using fastsse::CommandSpec;
+using fastsse::Settings;
+using fastsse::UsageError;
+
+namespace {
+
+struct TempDir {
+    std::filesystem::path path;
+    TempDir() {
+        char name[] = "/tmp/fastsse-unit-XXXXXX";
+        REQUIRE(::mkdtemp(name) != nullptr);
+        path = std::filesystem::canonical(name);
+    }
+    ~TempDir() { std::filesystem::remove_all(path); }
+
+    std::string write(const std::string& name, const std::string& text, mode_t mode = 0644) const {
+        auto file = (path / name).string();
+        std::ofstream(file) << text;
+        REQUIRE(::chmod(file.c_str(), mode) == 0);
+        return file;
+    }
+};
+
+// An environment variable set for one scope, then put back.
+class ScopedEnv {
+public:
+    ScopedEnv(const char* name, std::optional<std::string> value) : name_(name) {
+        if (const char* old = std::getenv(name)) old_ = old;
+        if (value) ::setenv(name, value->c_str(), 1);
+        else ::unsetenv(name);
+    }
+    ~ScopedEnv() {
+        if (old_) ::setenv(name_, old_->c_str(), 1);
+        else ::unsetenv(name_);
+    }
+
+private:
+    const char* name_;
+    std::optional<std::string> old_;
+};
+
+std::optional<Settings> load(const std::vector<std::string>& args) {
+    std::vector<std::string> storage = {"fastsse"};
+    storage.insert(storage.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : storage) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    fastsse::EventLoop loop;
+    fastsse::Registry registry;
+    registry.add("clock", std::make_unique<fastsse::ClockProducer>(loop));
+    return fastsse::load_settings(static_cast<int>(storage.size()), argv.data(), registry);
+}
+
+Settings load_config(const std::string& path) {
+    auto s = load({"--config", path});
+    REQUIRE(s);
+    return *s;
+}
+
+// The UsageError for a config file, or a failed check.
+std::string config_error(const std::string& path) {
+    try {
+        load({"--config", path});
+        FAIL_CHECK("no UsageError for " << path);
+    } catch (const UsageError& e) {
+        return e.what();
+    }
+    return {};
+}
+
+// A config with one mistake: the message starts with "PATH:LINE:" and contains `mention`.
+void check_error(const TempDir& dir, const std::string& toml, int line, const std::string& mention) {
+    auto path = dir.write("bad.toml", toml);
+    auto message = config_error(path);
+    CAPTURE(toml);
+    CAPTURE(message);
+    CHECK(message.starts_with(path + ":" + std::to_string(line) + ": "));
+    CHECK(message.find(mention) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("config: a full command declaration lands in Settings::commands") {
+    TempDir dir;
+    // The program, named without a slash, is looked up in PATH: a non-executable file of that name
+    // in an earlier directory is skipped.
+    std::filesystem::create_directories(dir.path / "nox");
+    std::filesystem::create_directories(dir.path / "bin");
+    dir.write("nox/fastsse-unit-tool", "#!/bin/sh\n", 0644);
+    auto tool = dir.write("bin/fastsse-unit-tool", "#!/bin/sh\necho hi\n", 0755);
+    ScopedEnv path("PATH", (dir.path / "nox").string() + ":" + (dir.path / "bin").string() + ":/usr/bin:/bin");
+    ScopedEnv passed("FASTSSE_UNIT_PASSED", "from the test");
+    ScopedEnv unset("FASTSSE_UNIT_UNSET", std::nullopt);
+
+    auto config = dir.write("fastsse.toml", R"(retry = 1500
+
+[commands.ping]
+argv = ["fastsse-unit-tool", "-c", "3", "--", "{host}", "{count}", "{host}"]
+cwd = "/tmp"
+env = { LANG = "C.UTF-8", EMPTY = "" }
+pass_env = ["FASTSSE_UNIT_PASSED", "FASTSSE_UNIT_UNSET"]
+shared = true
+time_limit = 30
+output_limit = 1000
+max_running = 2
+stdout_event = "line"
+stderr_event = "problem"
+retry = 5000
+grace = 100
+max_line = 64
+quiet = 50
+replay = 7
+linger = 3
+
+[commands.ping.params.host]
+pattern = "[a-z0-9.-]+"
+max_length = 64
+
+[commands.ping.params.count]
+values = ["1", "2", "-3"]
+default = "1"
+allow_leading_dash = true
+
+[commands.date]
+argv = ["/bin/date", "-u"]
+)");
+    auto s = load_config(config);
+    CHECK(s.retry == 1500ms);
+    REQUIRE(s.commands.size() == 2);
+    REQUIRE(s.commands.count("ping"));
+    const CommandSpec& ping = s.commands.at("ping");
+    CHECK(ping.name == "ping");
+    CHECK(ping.argv == std::vector<std::string>{tool, "-c", "3", "--", "{host}", "{count}", "{host}"});
+    CHECK(ping.cwd == "/tmp");
+    CHECK(ping.env == std::map<std::string, std::string>{
+                          {"LANG", "C.UTF-8"}, {"EMPTY", ""}, {"FASTSSE_UNIT_PASSED", "from the test"}});
+    CHECK(ping.pass_env == std::vector<std::string>{"FASTSSE_UNIT_PASSED", "FASTSSE_UNIT_UNSET"});
+    CHECK(ping.shared);
+    CHECK(ping.time_limit == 30s);
+    CHECK(ping.output_limit == 1000);
+    CHECK(ping.max_running == 2);
+    CHECK(ping.stdout_event == "line");
+    CHECK(ping.stderr_event == "problem");
+    CHECK(ping.retry == 5000ms);
+    CHECK(ping.grace == 100ms);
+    CHECK(ping.max_line == 64);
+    CHECK(ping.quiet == 50ms);
+    CHECK(ping.replay == 7);
+    CHECK(ping.linger == 3s);
+    REQUIRE(ping.params.size() == 2);
+    const auto& host = ping.params.at("host");
+    CHECK(host.pattern == "[a-z0-9.-]+");
+    CHECK(host.values.empty());
+    CHECK_FALSE(host.default_value);
+    CHECK(host.max_length == 64);
+    CHECK_FALSE(host.allow_leading_dash);
+    const auto& count = ping.params.at("count");
+    CHECK(count.pattern == "");
+    CHECK(count.values == std::vector<std::string>{"1", "2", "-3"});
+    CHECK(count.default_value == "1");
+    CHECK(count.max_length == 256);
+    CHECK(count.allow_leading_dash);
+    // What the config declares is what a request gets.
+    CHECK(fastsse::command_argv(ping, "host=example.org&count=-3") ==
+          std::vector<std::string>{tool, "-c", "3", "--", "example.org", "-3", "example.org"});
+
+    // A minimal declaration: the defaults.
+    const CommandSpec& date = s.commands.at("date");
+    CHECK(date.name == "date");
+    CHECK(date.argv == std::vector<std::string>{"/bin/date", "-u"});
+    CHECK(date.cwd == "/");
+    CHECK(date.env.empty());
+    CHECK(date.pass_env.empty());
+    CHECK(date.params.empty());
+    CHECK_FALSE(date.shared);
+    CHECK(date.time_limit == 0s);
+    CHECK(date.output_limit == 16777216);
+    CHECK(date.max_running == 4);
+    CHECK(date.stdout_event == "stdout");
+    CHECK(date.stderr_event == "stderr");
+    CHECK(date.retry == 60000ms);
+    CHECK(date.grace == 2000ms);
+    CHECK(date.max_line == 16384);
+    CHECK(date.quiet == 200ms);
+    CHECK(date.replay == 100);
+    CHECK(date.linger == 10s);
+}
+
+TEST_CASE("config: no commands, and a program found in the default PATH") {
+    TempDir dir;
+    auto none = load_config(dir.write("none.toml", "max_streams = 10\n"));
+    CHECK(none.commands.empty());
+    CHECK(none.max_streams == 10);
+    CHECK(load({})->commands.empty());
+
+    ScopedEnv path("PATH", "/usr/bin:/bin");
+    auto s = load_config(dir.write("echo.toml", "[commands.hello]\nargv = [\"echo\", \"hello\"]\n"));
+    CHECK(s.commands.at("hello").argv == std::vector<std::string>{"/usr/bin/echo", "hello"});
+}
+
+TEST_CASE("config: mistakes in a command are UsageErrors naming file:line and the problem") {
+    TempDir dir;
+    const std::string ok_argv = "argv = [\"/bin/echo\", \"{host}\"]\n";
+    const std::string ok_param = "[commands.c.params.host]\npattern = \"[a-z]+\"\n";
+
+    SUBCASE("an unknown key (a string value)") {
+        check_error(dir, "[commands.c]\nargv = [\"/bin/date\"]\nbogus = \"x\"\n", 3, "commands.c: unknown option bogus");
+    }
+    SUBCASE("an unknown key (a boolean value)") {
+        check_error(dir, "[commands.c]\nargv = [\"/bin/date\"]\n\nbogus = true\n", 4, "commands.c.bogus: unexpected type");
+    }
+    SUBCASE("a setting of the wrong type") {
+        check_error(dir, "[commands.c]\nargv = [\"/bin/date\"]\ntime_limit = true\n", 3,
+                    "commands.c.time_limit: unexpected type");
+        check_error(dir, "[commands.c]\nargv = [\"/bin/date\"]\nquiet = 1.5\n", 3, "commands.c.quiet: unexpected type");
+    }
+    SUBCASE("argv of the wrong type") {
+        check_error(dir, "[commands.c]\nargv = \"/bin/date\"\n", 2, "commands.c.argv: expected an array of strings");
+        check_error(dir, "[commands.c]\n\nargv = [\"/bin/date\", 1]\n", 3, "commands.c.argv: expected an array of strings");
+    }
+    SUBCASE("env and pass_env of the wrong type") {
+        check_error(dir, "[commands.c]\nargv = [\"/bin/date\"]\nenv = { A = 1 }\n", 3, "commands.c.env.A: expected a string");
+        check_error(dir, "[commands.c]\nargv = [\"/bin/date\"]\npass_env = \"HOME\"\n", 3,
+                    "commands.c.pass_env: expected an array of strings");
+    }
+    SUBCASE("a bad setting value") {
+        check_error(dir, "[commands.c]\nargv = [\"/bin/date\"]\ntime_limit = -1\n", 3,
+                    "commands.c: time_limit: expected an integer from 0 to 31536000 s, got '-1'");
+        check_error(dir, "[commands.c]\nargv = [\"/bin/date\"]\n\n\nmax_line = 10\n", 5, "commands.c: max_line: expected an integer");
+        check_error(dir, "[commands.c]\nargv = [\"/bin/date\"]\nmax_running = 0\n", 3, "commands.c: max_running:");
+        check_error(dir, "[commands.c]\nargv = [\"/bin/date\"]\nquiet = \"soon\"\n", 3, "commands.c: quiet:");
+    }
+    SUBCASE("a parameter that is not a table") {
+        check_error(dir, "[commands.c]\n" + ok_argv + "params = { host = \"x\" }\n", 3,
+                    "commands.c.params.host: expected a table");
+    }
+    SUBCASE("an unknown key in a parameter") {
+        check_error(dir, "[commands.c]\n" + ok_argv + ok_param + "regex = \"x\"\n", 5,
+                    "commands.c.params.host: 'regex': expected pattern (string), values (strings), default (string), "
+                    "max_length (positive integer) or allow_leading_dash (boolean)");
+    }
+    SUBCASE("a parameter key of the wrong type") {
+        check_error(dir, "[commands.c]\n" + ok_argv + ok_param + "max_length = 0\n", 5, "commands.c.params.host: 'max_length'");
+        check_error(dir, "[commands.c]\n" + ok_argv + ok_param + "default = 3\n", 5, "commands.c.params.host: 'default'");
+        check_error(dir, "[commands.c]\n" + ok_argv + ok_param + "allow_leading_dash = \"yes\"\n", 5,
+                    "commands.c.params.host: 'allow_leading_dash'");
+        check_error(dir, "[commands.c]\n" + ok_argv + "[commands.c.params.host]\nvalues = \"a\"\n", 4,
+                    "commands.c.params.host: values: expected an array of strings");
+    }
+    // Problems found by check_command are reported at the [commands.NAME] line.
+    SUBCASE("an invalid pattern") {
+        check_error(dir, "# comment\n[commands.c]\n" + ok_argv + "[commands.c.params.host]\npattern = \"[a-\"\n", 2,
+                    "commands.c: params.host: pattern '[a-' is not a valid POSIX extended regex");
+    }
+    SUBCASE("a parameter not used in argv") {
+        check_error(dir, "\n\n[commands.c]\nargv = [\"/bin/date\"]\n" + ok_param, 3,
+                    "commands.c: params.host: not used in argv");
+    }
+    SUBCASE("a placeholder naming no parameter") {
+        check_error(dir, "[commands.c]\n" + ok_argv, 1,
+                    "commands.c: argv: '{host}' names no parameter declared in [commands.c.params]");
+    }
+    SUBCASE("both pattern and values") {
+        check_error(dir, "[commands.c]\n" + ok_argv + ok_param + "values = [\"a\"]\n", 1,
+                    "commands.c: params.host: give either pattern or values");
+    }
+    SUBCASE("a program that cannot be run") {
+        auto plain = dir.write("plain", "#!/bin/sh\n", 0644);
+        check_error(dir, "\n[commands.c]\nargv = [\"" + plain + "\"]\n", 2, "commands.c: argv: cannot execute '" + plain + "'");
+        ScopedEnv path("PATH", "/usr/bin:/bin");
+        check_error(dir, "[commands.c]\nargv = [\"fastsse-unit-no-such-program\"]\n", 1,
+                    "commands.c: argv: 'fastsse-unit-no-such-program' was not found in PATH (or give an absolute path)");
+        check_error(dir, "[commands.c]\nargv = []\n", 1, "commands.c: argv: must name the program");
+        check_error(dir, "[commands.c]\ncwd = \"/\"\n", 1, "commands.c: argv: must name the program");
+    }
+    SUBCASE("an event name that would break the framing") {
+        check_error(dir, "[commands.c]\nargv = [\"/bin/date\"]\nstdout_event = \"a\\nb\"\n", 1,
+                    "commands.c: stdout_event: must not contain CR, LF or NUL");
+    }
+    SUBCASE("commands that are not tables") {
+        check_error(dir, "commands = 1\n", 1, "commands: expected tables [commands.NAME]");
+        check_error(dir, "[commands]\nc = 1\n", 2, "commands.c: expected a table");
+    }
+}
+
+TEST_CASE("config: a value of the wrong type is not called an unknown option" * doctest::may_fail()) {
+    // BUG (a misleading message): read_command passes any integer or string it does not take
+    // itself to the settings table, so `cwd = 5` or `shared = "yes"` is reported as
+    // "unknown option cwd" / "unknown option shared" although both keys exist. Suggested fix: for
+    // the keys read_command handles itself (argv, cwd, env, pass_env, shared, params), a value of
+    // another type is "expected a string" (a boolean, a table...) at that key's line.
+    TempDir dir;
+    for (std::string line : {"cwd = 5", "shared = \"yes\"", "params = 1"}) {
+        CAPTURE(line);
+        auto path = dir.write("bad.toml", "[commands.c]\nargv = [\"/bin/date\"]\n" + line + "\n");
+        auto message = config_error(path);
+        CAPTURE(message);
+        CHECK(message.starts_with(path + ":3: "));
+        CHECK(message.find("unknown option") == std::string::npos);
+        CHECK(message.find("expected") != std::string::npos);
+    }
+}
