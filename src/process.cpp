@@ -116,7 +116,9 @@ void ChildProcesses::reap() {
         int status = 0;
         pid_t pid = ::waitpid(-1, &status, WNOHANG);
         if (pid <= 0) return;
-        if (auto it = ending_.find(pid); it != ending_.end() && ::kill(-pid, 0) < 0) ending_.erase(it);
+        // A group is over once its last member is reaped, leader or not: forget its SIGKILL, which
+        // could otherwise hit a new group that reused the id.
+        std::erase_if(ending_, [](const auto& entry) { return ::kill(-entry.first, 0) < 0 && errno == ESRCH; });
         auto it = on_exit_.find(pid);
         if (it == on_exit_.end()) continue;  // a grandchild, or a child whose work was cancelled
         auto on_exit = std::move(it->second);

@@ -108,21 +108,28 @@ CommandSpec read_command(const std::string& name, const toml::table& table, cons
     std::map<std::string, int, std::less<>> lines;
     for (auto&& [key, node] : table) {
         auto at = fmt::format("{}:{}: commands.{}.{}", path, line_of(node), name, key.str());
+        auto expect = [&](bool ok, std::string_view type) {
+            if (!ok) throw UsageError(fmt::format("{}: expected {}", at, type));
+        };
         if (key == "argv") {
             spec.argv = string_array(node, at);
             if (!spec.argv.empty()) spec.argv[0] = resolve_program(spec.argv[0]);
-        } else if (key == "cwd" && node.is_string()) {
+        } else if (key == "cwd") {
+            expect(node.is_string(), "a string");
             spec.cwd = node.as_string()->get();
-        } else if (key == "env" && node.is_table()) {
+        } else if (key == "env") {
+            expect(node.is_table(), "a table of strings");
             for (auto&& [var, value] : *node.as_table()) {
                 if (!value.is_string()) throw UsageError(fmt::format("{}.{}: expected a string", at, var.str()));
                 spec.env[std::string(var.str())] = value.as_string()->get();
             }
         } else if (key == "pass_env") {
             spec.pass_env = string_array(node, at);
-        } else if (key == "shared" && node.is_boolean()) {
+        } else if (key == "shared") {
+            expect(node.is_boolean(), "true or false");
             spec.shared = node.as_boolean()->get();
-        } else if (key == "params" && node.is_table()) {
+        } else if (key == "params") {
+            expect(node.is_table(), "tables [commands.NAME.params.P]");
             for (auto&& [param, value] : *node.as_table()) {
                 if (!value.is_table()) throw UsageError(fmt::format("{}.{}: expected a table", at, param.str()));
                 spec.params[std::string(param.str())] =

@@ -44,12 +44,16 @@ std::optional<std::string_view> placeholder(std::string_view element) {
     return std::nullopt;
 }
 
-// POSIX extended regex, anchored: the whole value must match. glibc's matcher does not recurse per
-// character, so a long value cannot exhaust the stack (std::regex can).
+// POSIX extended regex; the whole value must match. glibc's matcher does not recurse per character,
+// so a long value cannot exhaust the stack (std::regex can).
 class Pattern {
 public:
     explicit Pattern(const std::string& pattern) {
-        ok_ = ::regcomp(&re_, ("^(" + pattern + ")$").c_str(), REG_EXTENDED | REG_NOSUB) == 0;
+        // Valid on its own too: "a)|(.*" would otherwise close the anchoring group and escape it.
+        regex_t alone;
+        if (::regcomp(&alone, pattern.c_str(), REG_EXTENDED | REG_NOSUB) != 0) return;
+        ::regfree(&alone);
+        ok_ = ::regcomp(&re_, ("^(" + pattern + ")$").c_str(), REG_EXTENDED) == 0;
     }
     ~Pattern() {
         if (ok_) ::regfree(&re_);
@@ -57,7 +61,11 @@ public:
     Pattern(const Pattern&) = delete;
     Pattern& operator=(const Pattern&) = delete;
     bool ok() const { return ok_; }
-    bool matches(const std::string& value) const { return ok_ && ::regexec(&re_, value.c_str(), 0, nullptr, 0) == 0; }
+    bool matches(const std::string& value) const {
+        regmatch_t whole;
+        return ok_ && ::regexec(&re_, value.c_str(), 1, &whole, 0) == 0 && whole.rm_so == 0 &&
+               static_cast<size_t>(whole.rm_eo) == value.size();
+    }
 
 private:
     regex_t re_{};
@@ -176,8 +184,11 @@ void LineSplitter::feed(std::string_view bytes, const std::function<void(std::st
     size_t start = 0;
     for (;;) {
         auto nl = partial_.find('\n', start);
-        auto available = (nl == std::string::npos ? partial_.size() : nl) - start;
-        if (available > max_line_) {
+        auto end = nl == std::string::npos ? partial_.size() : nl;
+        // A CR before the LF is not part of the line, nor is one last in the buffer (its LF may
+        // come with the next read): a line is cut only once more than max_line of its bytes are known.
+        auto content_end = end > start && partial_[end - 1] == '\r' ? end - 1 : end;
+        if (content_end - start > max_line_) {
             // Cut a long line, but never inside a UTF-8 sequence: back up over continuation bytes.
             size_t cut = start + max_line_;
             for (int k = 0; k < 3 && cut > start && (static_cast<unsigned char>(partial_[cut]) & 0xc0) == 0x80; ++k) --cut;
@@ -187,8 +198,7 @@ void LineSplitter::feed(std::string_view bytes, const std::function<void(std::st
             continue;
         }
         if (nl == std::string::npos) break;
-        auto end = nl > start && partial_[nl - 1] == '\r' ? nl - 1 : nl;
-        line(std::string_view(partial_).substr(start, end - start));
+        line(std::string_view(partial_).substr(start, content_end - start));
         start = nl + 1;
     }
     partial_.erase(0, start);
@@ -379,7 +389,7 @@ private:
                                 reason_);
         spdlog::info("command {} (pid {}) exited: {}", spec_.name, pid_, data);
         done_ = true;
-        owner_.shared_.erase(argv_);  // a new viewer starts a new run
+        owner_.shared_.erase({spec_.name, argv_});  // a new viewer starts a new run
         Event e{"exit", data, std::nullopt, std::nullopt};
         auto viewers = viewers_;
         for (auto* v : viewers) {
@@ -439,7 +449,7 @@ std::unique_ptr<Subscription> CommandProducer::open(Sink& sink, const StreamStar
 
     Run* run = nullptr;
     if (spec.shared) {
-        if (auto found = shared_.find(argv); found != shared_.end()) run = found->second;
+        if (auto found = shared_.find({spec.name, argv}); found != shared_.end()) run = found->second;
     }
     if (!run) {
         if (running(spec.name) >= spec.max_running)
@@ -450,7 +460,7 @@ std::unique_ptr<Subscription> CommandProducer::open(Sink& sink, const StreamStar
         owned->start();  // throws when the program cannot start: a 500 before any header
         run = owned.get();
         runs_.emplace(run, std::move(owned));
-        if (spec.shared) shared_[argv] = run;
+        if (spec.shared) shared_[{spec.name, argv}] = run;
     }
     auto viewer = std::make_unique<Viewer>(*run, sink);
     run->join(*viewer, start.last_event_id);
@@ -463,7 +473,7 @@ void CommandProducer::release(Run* run) {
         auto it = runs_.find(run);
         if (it == runs_.end() || it->second->watched()) return;
         if (!it->second->done()) {
-            auto shared = shared_.find(it->second->argv());
+            auto shared = shared_.find({it->second->spec().name, it->second->argv()});
             if (shared != shared_.end() && shared->second == run) shared_.erase(shared);
         }
         runs_.erase(it);

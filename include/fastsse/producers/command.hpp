@@ -100,7 +100,8 @@ private:
     ChildProcesses& children_;
     std::map<std::string, CommandSpec> commands_;
     std::map<Run*, std::unique_ptr<Run>> runs_;
-    std::map<std::vector<std::string>, Run*> shared_;  // shared runs still going, by argv
+    // Shared runs still going, by command and argv.
+    std::map<std::pair<std::string, std::vector<std::string>>, Run*> shared_;
     std::map<pid_t, std::string> unreaped_;  // processes of ended runs not yet reaped, and their command
 };
 
