@@ -296,6 +296,26 @@ bool all_digits(std::string_view s) {
     return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
 }
 
+// A shared command: numbered lines, every 10 ms, forever. Its argv names it (": NAME"), so that
+// two of them never have the same argv (but see the test of that case).
+CommandSpec ticks(std::string name = "ticks", Given settings = {{"linger", "0"}}) {
+    auto script = ": " + name + "; i=0; while :; do i=$((i+1)); echo line$i; sleep 0.01; done";
+    auto spec = sh_spec(std::move(name), script, settings);
+    spec.shared = true;
+    return spec;
+}
+
+// "<run>.<n>": the run part, checking the form and n.
+std::string run_part(const Sent& e, size_t n) {
+    REQUIRE(e.id);
+    auto dot = e.id->find('.');
+    REQUIRE(dot != std::string::npos);
+    auto run = e.id->substr(0, dot);
+    CHECK(all_digits(run));
+    CHECK(e.id->substr(dot + 1) == std::to_string(n));
+    return run;
+}
+
 }  // namespace
 
 // =============================================================================================
@@ -466,15 +486,10 @@ TEST_CASE("LineSplitter: a cut never splits a UTF-8 sequence") {
     }
 }
 
-TEST_CASE("LineSplitter: no cut splits a UTF-8 sequence when a chunk ends at max_line" * doctest::may_fail()) {
-    // BUG: a cut is made as soon as max_line bytes are buffered, before the next byte is known; when
-    // a chunk ends exactly there inside a UTF-8 sequence, the sequence is split (and each half
-    // becomes U+FFFD once sanitized). In fastsse the pipe is read 16 KiB at a time and max_line's
-    // default is 16384 bytes, so any line longer than 16 KiB of non-ASCII text is hit. The same
-    // early cut makes the empty line of the test above. Suggested fix: cut only when more than
-    // max_line bytes are buffered (available > max_line, ignoring a CR right before the LF), so
-    // that the byte at the cut is known; a partial line of exactly max_line bytes then waits for
-    // its next byte or for the quiet flush.
+TEST_CASE("LineSplitter: no cut splits a UTF-8 sequence, not even when a chunk ends at max_line") {
+    // A cut is made only once the byte after max_line is known: a chunk that ends inside a UTF-8
+    // sequence right at max_line must not split it. (In fastsse the pipe is read 16 KiB at a time
+    // and max_line's default is 16384 bytes.)
     for (size_t max_line = 4; max_line <= 12; ++max_line) {
         for (size_t i = 0; i <= mixed_line.size(); ++i) {
             CAPTURE(max_line);
@@ -519,17 +534,28 @@ TEST_CASE("LineSplitter: invalid UTF-8 is still cut at max_line") {
     }
 }
 
-TEST_CASE("LineSplitter: a line of exactly max_line bytes is one line" * doctest::may_fail()) {
-    // BUG: the cut at max_line happens before the newline is seen, so the newline then ends an
-    // empty line: "abcd\n" gives "abcd" and "". With CRLF, a line of max_line - 1 bytes keeps its
-    // CR in the first piece ("abc\r") and is also followed by an empty line.
+TEST_CASE("LineSplitter: a line of exactly max_line bytes is one line") {
     CHECK(split(4, {"abcd\n"}) == Lines{"abcd"});
     CHECK(split(4, {"abcd\nefgh\n"}) == Lines{"abcd", "efgh"});
-    CHECK(split(4, {"abcd\r\n"}) == Lines{"abcd"});
     CHECK(split(4, {"abc\r\n"}) == Lines{"abc"});
+    CHECK(split(4, {"abc\r", "\n"}) == Lines{"abc"});
     CHECK(split(4, {"abcd", "\n"}) == Lines{"abcd"});
     CHECK(split(4, {"abcdefgh\n"}) == Lines{"abcd", "efgh"});
     CHECK(split(4, {"\xf0\x9f\x98\x80\n"}) == Lines{"\xf0\x9f\x98\x80"});
+    // Waiting for its next byte, a partial line of max_line bytes is whole at flush().
+    CHECK(split(4, {"abcd"}) == Lines{"abcd"});
+    CHECK(split(4, {"abcd"}, false) == Lines{});
+}
+
+TEST_CASE("LineSplitter: a CRLF line of exactly max_line bytes is one line") {
+    // The CR before the LF (or last in the buffer, its LF still to come) does not count toward
+    // max_line: no cut before it, and no empty line after.
+    CHECK(split(4, {"abcd\r\n"}) == Lines{"abcd"});
+    CHECK(split(4, {"abcd\r\nefgh\r\n"}) == Lines{"abcd", "efgh"});
+    CHECK(split(4, {"abcdefgh\r\n"}) == Lines{"abcd", "efgh"});
+    CHECK(split(4, {"abcd\r", "\n"}) == Lines{"abcd"});
+    CHECK(split(4, {"abcd\r"}) == Lines{"abcd\r"});        // flushed as it is
+    CHECK(split(4, {"abcd\r", "x\n"}) == Lines{"abcd", "\rx"});  // a CR not before LF is kept
 }
 
 // =============================================================================================
@@ -698,6 +724,9 @@ TEST_CASE("command_argv: values lists") {
 
 TEST_CASE("check_command: a valid declaration passes") {
     CHECK(fastsse::check_command(echo_spec()) == "");
+    auto with_default = echo_spec();
+    with_default.params["host"].default_value = "localhost";
+    CHECK(fastsse::check_command(with_default) == "");
     CHECK(fastsse::check_command(echo_spec(with_values({"a", "b"}))) == "");
     CHECK(fastsse::check_command(make_spec("date", {"/bin/date"})) == "");
 }
@@ -741,6 +770,18 @@ TEST_CASE("check_command: each problem is named") {
          "stderr_event: must not contain CR, LF or NUL"},
         {"NUL in stderr_event", [](CommandSpec& s) { s.stderr_event = "a\0b"s; },
          "stderr_event: must not contain CR, LF or NUL"},
+        {"a default the pattern refuses", [](CommandSpec& s) { s.params["host"].default_value = "Bad!"; },
+         "params.host: the default 'Bad!' does not match its pattern"},
+        {"a default with a leading dash", [](CommandSpec& s) { s.params["host"].default_value = "-x"; },
+         "params.host: the default '-x' must not start with '-'"},
+        {"a default too long", [](CommandSpec& s) { s.params["host"].default_value = std::string(300, 'a'); },
+         "params.host: the default '" + std::string(300, 'a') + "' is longer than 256 bytes"},
+        {"a default not in values",
+         [](CommandSpec& s) {
+             s.params["host"] = with_values({"a", "b"});
+             s.params["host"].default_value = "c";
+         },
+         "params.host: the default 'c' is not one of the allowed values"},
     };
     for (const auto& c : cases) {
         CAPTURE(c.what);
@@ -750,20 +791,25 @@ TEST_CASE("check_command: each problem is named") {
     }
 }
 
-TEST_CASE("check_command: a directory is not a program" * doctest::may_fail()) {
-    // BUG: access(X_OK) is true for a directory (search permission), so argv = ["/tmp"] passes
-    // the config check, and every request then fails at posix_spawn (EACCES) with a 500.
-    auto spec = make_spec("dir", {"/tmp"});
-    CHECK(fastsse::check_command(spec) != "");
+TEST_CASE("check_command: a directory is not a program") {
+    // access(X_OK) alone is true for a directory (search permission).
+    CHECK(fastsse::check_command(make_spec("dir", {"/tmp"})) == "argv: cannot execute '/tmp'");
+    CHECK(fastsse::check_command(make_spec("dir", {"/"})) == "argv: cannot execute '/'");
 }
 
-TEST_CASE("check_command: a pattern cannot escape its anchoring" * doctest::may_fail()) {
-    // BUG: the pattern is checked (and used) only wrapped as ^(PATTERN)$, so a pattern with an
-    // unbalanced ')' compiles and un-anchors itself: "[a-z]+)|(.*" becomes ^([a-z]+)|(.*)$, which
-    // matches anything. Such a pattern is not a valid ERE on its own and should be refused.
-    auto spec = echo_spec(with_pattern("[a-z]+)|(.*"));
-    CHECK(fastsse::check_command(spec) != "");
-    CHECK_THROWS_AS(fastsse::command_argv(spec, "host=%3B%20rm%20-rf%20%2F"), RequestError);
+TEST_CASE("check_command: a pattern cannot escape its anchoring") {
+    // Wrapped as ^(PATTERN)$, "[a-z]+)|(.*" would compile as ^([a-z]+)|(.*)$ and match anything:
+    // the pattern must be valid on its own.
+    for (std::string pattern : {"[a-z]+)|(.*", "a)|(b", ")("}) {
+        CAPTURE(pattern);
+        auto spec = echo_spec(with_pattern(pattern));
+        CHECK(fastsse::check_command(spec) ==
+              "params.host: pattern '" + pattern + "' is not a valid POSIX extended regex");
+        auto e = argv_error(spec, "host=%3B%20rm%20-rf%20%2F");
+        REQUIRE(e);
+        CHECK(e->status == 400);
+        CHECK(std::string(e->what()) == "Parameter 'host' does not match its pattern.");
+    }
 }
 
 // =============================================================================================
@@ -856,10 +902,9 @@ TEST_CASE("CommandProducer: event names, CRLF, invalid UTF-8 and long lines") {
     for (size_t i = 0; i < lines.size(); ++i) CHECK(lines[i].id == std::to_string(i + 1));
 }
 
-TEST_CASE("CommandProducer: a long line of non-ASCII text arrives intact, in pieces" * doctest::may_fail()) {
-    // BUG (see "LineSplitter: no cut splits a UTF-8 sequence when a chunk ends at max_line"): the
-    // pipe is read 16 KiB at a time, the default max_line is 16384 bytes, so the first piece is cut
-    // at the end of a read, inside a 3-byte character: U+FFFD twice in what the client gets.
+TEST_CASE("CommandProducer: a long line of non-ASCII text arrives intact, in pieces") {
+    // The pipe is read 16 KiB at a time and the default max_line is 16384 bytes: the first piece
+    // must not be cut at the end of a read inside a 3-byte character.
     Harness h;
     h.commands({sh_spec("euros", "x=\xe2\x82\xac; for i in 1 2 3 4 5 6 7 8 9 10 11 12 13; do x=$x$x; done; "
                                  "printf '%s\\n' \"$x\"")});
@@ -995,6 +1040,68 @@ TEST_CASE("CommandProducer: max_running; beyond it a 503 with Retry-After") {
     CHECK(h.children.alive() == 2);
 }
 
+TEST_CASE("CommandProducer: a run ended but not yet reaped still counts against max_running") {
+    Harness h;
+    h.commands({sh_spec("stubborn", "trap '' TERM; echo $$; exec sleep 100", {{"max_running", "1"}, {"grace", "200"}})});
+    RecordingSink a(h), b(h), c(h);
+    auto sa = h.open(a, "stubborn");
+    REQUIRE(h.run_until([&] { return a.sends() >= 1; }));
+    pid_t pid = std::stoi(*a.sent_data(0));
+    sa.reset();
+    // Released on the loop: SIGTERM sent (the group is ending: alive() counts it once more) and
+    // ignored. Until the SIGKILL after the grace, which only the loop can send, it lives on.
+    REQUIRE(h.run_until([&] { return h.children.alive() == 2; }));
+    CHECK_FALSE(gone(pid));
+    try {
+        h.open(b, "stubborn");
+        FAIL("no 503");
+    } catch (const RequestError& e) {
+        CHECK(e.status == 503);
+        CHECK(e.headers == "Retry-After: 10\r\n");
+    }
+    REQUIRE(h.run_until([&] { return gone(pid); }));
+    auto sc = h.open(c, "stubborn");
+    REQUIRE(h.run_until([&] { return c.sends() >= 1; }));
+    CHECK(std::stoi(*c.sent_data(0)) != pid);
+    CHECK(b.calls.empty());
+}
+
+TEST_CASE("CommandProducer: the producer can go while a process is still ending") {
+    pid_t pid = -1;
+    {
+        Harness h;
+        h.commands({sh_spec("stubborn", "trap '' TERM; echo $$; exec sleep 100", {{"grace", "60000"}})});
+        RecordingSink a(h);
+        auto sa = h.open(a, "stubborn");
+        REQUIRE(h.run_until([&] { return a.sends() >= 1; }));
+        pid = std::stoi(*a.sent_data(0));
+        sa.reset();
+        REQUIRE(h.run_until([&] { return h.children.alive() == 2; }));
+        CHECK_FALSE(gone(pid));
+    }  // the producer, then ChildProcesses (which kills and reaps what is left)
+    CHECK(gone(pid));
+}
+
+TEST_CASE("CommandProducer: stop_runs() ends every run, a lingering shared one too") {
+    Harness h;
+    h.commands({ticks("lingering", {{"linger", "600"}}), sh_spec("plain", "exec sleep 100")});
+    RecordingSink a(h), b(h), c(h);
+    auto sa = h.open(a, "lingering");
+    REQUIRE(h.run_until([&] { return a.sends() >= 2; }));
+    sa.reset();
+    auto sb = h.open(b, "plain");
+    CHECK(h.children.alive() == 2);
+    sb.reset();  // a viewer that leaves before the shutdown, like every stream then
+    h.producer.stop_runs();
+    REQUIRE(h.run_until([&] { return h.children.alive() == 0; }));
+    // Afterwards a viewer starts a new run, not the old one's replay.
+    auto sc = h.open(c, "lingering");
+    CHECK(c.sends() == 0);
+    REQUIRE(h.run_until([&] { return c.sends() >= 1; }));
+    CHECK(c.sent(0).data == "line1");
+    CHECK(c.sent(0).id != a.sent(0).id);
+}
+
 TEST_CASE("CommandProducer: destroying the subscription of a run ends its process group") {
     Harness h;
     h.commands({sh_spec("watched", "sleep 100 >/dev/null 2>&1 & echo $!; echo $$; wait", {{"grace", "60000"}})});
@@ -1009,26 +1116,8 @@ TEST_CASE("CommandProducer: destroying the subscription of a run ends its proces
     // SIGTERM, not the SIGKILL a minute later: both are gone within the deadline.
     REQUIRE(h.run_until([&] { return gone(pid) && gone(grandchild); }));
     CHECK(sink.calls.size() == 2);  // no exit event to a stream that left
-}
-
-// A shared command: numbered lines, every 10 ms, forever. Its argv names it (": NAME"), so that
-// two of them never have the same argv (but see the test of that case).
-CommandSpec ticks(std::string name = "ticks", Given settings = {{"linger", "0"}}) {
-    auto script = ": " + name + "; i=0; while :; do i=$((i+1)); echo line$i; sleep 0.01; done";
-    auto spec = sh_spec(std::move(name), script, settings);
-    spec.shared = true;
-    return spec;
-}
-
-// "<run>.<n>": the run part, checking the form and n.
-std::string run_part(const Sent& e, size_t n) {
-    REQUIRE(e.id);
-    auto dot = e.id->find('.');
-    REQUIRE(dot != std::string::npos);
-    auto run = e.id->substr(0, dot);
-    CHECK(all_digits(run));
-    CHECK(e.id->substr(dot + 1) == std::to_string(n));
-    return run;
+    // Nothing is left ending either: the group was forgotten once its last member was reaped.
+    REQUIRE(h.run_until([&] { return h.children.alive() == 0; }));
 }
 
 TEST_CASE("CommandProducer: a shared run has one process and the same ids for every viewer") {
@@ -1171,10 +1260,9 @@ TEST_CASE("CommandProducer: a shared run that ends ends every viewer; the next v
     CHECK(h.children.alive() == 0);
 }
 
-TEST_CASE("CommandProducer: shared runs of two commands with the same argv are separate" * doctest::may_fail()) {
-    // BUG: shared runs are found by argv alone (CommandProducer::shared_), so a viewer of command
-    // "y" joins a run of command "x" when their argv are equal, and gets x's event names, env, cwd
-    // and limits. Suggested fix: key shared_ by (command name, argv).
+TEST_CASE("CommandProducer: shared runs of two commands with the same argv are separate") {
+    // Each command has its own event names, env, cwd and limits: a viewer of "y" must not join a
+    // run of "x" because their argv are equal.
     Harness h;
     auto x = ticks("x");
     x.stdout_event = "x-line";
