@@ -133,7 +133,9 @@ exec sleep 300
         "order": {"argv": [order], "env": PATH_ENV},
         "named": {"argv": [order], "env": PATH_ENV, "stdout_event": "out", "stderr_event": "err"},
         "partial": {"argv": [partial], "env": PATH_ENV},
-        "long": {"argv": ["cat", str(d / "long.txt")], "max_line": MAX_LINE},
+        # quiet at its longest: under load cat may stall mid-line, and a quiet-time flush would
+        # (rightly) cut a piece early; this command checks cutting at max_line alone.
+        "long": {"argv": ["cat", str(d / "long.txt")], "max_line": MAX_LINE, "quiet": 60000},
         "utf8": {"argv": ["cat", str(d / "utf8.txt")]},
         "exit3": {"argv": [exit3], "env": PATH_ENV, "retry": 4321},
         "selfkill": {"argv": [selfkill], "env": PATH_ENV, "retry": 1000},
