@@ -28,6 +28,7 @@
 
 #include <fmt/format.h>
 
+#include "loop_support.hpp"
 #include "fastsse/event_loop.hpp"
 #include "fastsse/process.hpp"
 #include "fastsse/producers/command.hpp"
@@ -212,23 +213,9 @@ public:
     // Runs the loop until done() holds (checked after every Sink call and every 2 ms), or until
     // the deadline.
     bool run_until(std::function<bool()> done, std::chrono::milliseconds deadline = 10s) {
-        if (done()) return true;
-        done_ = std::move(done);
-        bool timed_out = false;
-        auto guard = loop.call_after(deadline, [&] {
-            timed_out = true;
-            loop.stop();
-        });
-        fastsse::Timer poll;
-        std::function<void()> check = [&] {
-            if (done_()) loop.stop();
-            else poll = loop.call_after(2ms, check);
-        };
-        poll = loop.call_after(0ms, check);
-        loop.run();
-        bool ok = done_();
+        done_ = std::move(done);  // notify() stops the loop as soon as a Sink call makes it true
+        bool ok = fastsse_test::run_loop_until(loop, done_, deadline);
         done_ = nullptr;
-        if (timed_out) MESSAGE("the loop ran into its deadline");
         return ok;
     }
 

@@ -26,6 +26,7 @@
 #include <system_error>
 #include <vector>
 
+#include "loop_support.hpp"
 #include "fastsse/event_loop.hpp"
 #include "fastsse/process.hpp"
 
@@ -104,23 +105,8 @@ struct Harness {
         return w;
     }
 
-    // Runs the loop until done() holds (polled every 2 ms), or until the deadline.
     bool run_until(const std::function<bool()>& done, std::chrono::milliseconds deadline = 10s) {
-        if (done()) return true;
-        bool timed_out = false;
-        auto guard = loop.call_after(deadline, [&] {
-            timed_out = true;
-            loop.stop();
-        });
-        fastsse::Timer poll;
-        std::function<void()> check = [&] {
-            if (done()) loop.stop();
-            else poll = loop.call_after(2ms, check);
-        };
-        poll = loop.call_after(0ms, check);
-        loop.run();
-        if (timed_out) MESSAGE("the loop ran into its deadline");
-        return done();
+        return fastsse_test::run_loop_until(loop, done, deadline);
     }
 
     // Spawns and runs the child to its end (both pipes closed, status known).
