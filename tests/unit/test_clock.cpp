@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "support.hpp"
 #include "fastsse/event_loop.hpp"
 #include "fastsse/producers/clock.hpp"
 
@@ -24,44 +25,15 @@ namespace {
 
 using Given = std::map<std::string, std::string, std::less<>>;
 
-struct Sent {
-    std::string event;
-    std::optional<std::string> data, id;
-    std::optional<long long> retry_ms;
-};
+using fastsse_test::Sent;
 
-// One entry per call, in order: a send, or a finish (finished == true).
-struct Call {
-    bool finished = false;
-    Sent sent;
-    std::optional<std::chrono::milliseconds> retry;
-};
+using fastsse_test::Call;
 
 class Harness;
 
-class RecordingSink final : public fastsse::Sink {
+class RecordingSink final : public fastsse_test::RecordingSink {
 public:
-    explicit RecordingSink(Harness& h) : harness_(h) {}
-    void send(const fastsse::Event& e) override;
-    void finish(std::optional<std::chrono::milliseconds> retry) override;
-
-    std::vector<Call> calls;
-    size_t sends() const {
-        size_t n = 0;
-        for (auto& c : calls) n += !c.finished;
-        return n;
-    }
-    size_t finishes() const { return calls.size() - sends(); }
-    const Sent& sent(size_t i) const {
-        size_t n = 0;
-        for (auto& c : calls)
-            if (!c.finished && n++ == i) return c.sent;
-        FAIL("no send number " << i);
-        throw 0;
-    }
-
-private:
-    Harness& harness_;
+    explicit RecordingSink(Harness& h);
 };
 
 class Harness {
@@ -100,23 +72,7 @@ private:
     std::function<bool()> done_;
 };
 
-void RecordingSink::send(const fastsse::Event& e) {
-    Call c;
-    c.sent.event = std::string(e.event);
-    if (e.data) c.sent.data = std::string(*e.data);
-    if (e.id) c.sent.id = std::string(*e.id);
-    c.sent.retry_ms = e.retry_ms;
-    calls.push_back(std::move(c));
-    harness_.notify();
-}
-
-void RecordingSink::finish(std::optional<std::chrono::milliseconds> retry) {
-    Call c;
-    c.finished = true;
-    c.retry = retry;
-    calls.push_back(std::move(c));
-    harness_.notify();
-}
+RecordingSink::RecordingSink(Harness& h) : fastsse_test::RecordingSink([&h] { h.notify(); }) {}
 
 bool all_digits(const std::string& s) {
     return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;

@@ -28,7 +28,7 @@
 
 #include <fmt/format.h>
 
-#include "loop_support.hpp"
+#include "support.hpp"
 #include "fastsse/event_loop.hpp"
 #include "fastsse/process.hpp"
 #include "fastsse/producers/command.hpp"
@@ -123,33 +123,15 @@ std::optional<RequestError> argv_error(const CommandSpec& spec, std::string_view
 // ---------------------------------------------------------------------------------------------
 // A recording Sink and a loop harness
 
-struct Sent {
-    std::string event;
-    std::optional<std::string> data, id;
-    std::optional<long long> retry_ms;
-};
+using fastsse_test::Sent;
 
-struct Call {
-    bool finished = false;
-    Sent sent;
-    std::optional<std::chrono::milliseconds> retry;
-};
+using fastsse_test::Call;
 
 class Harness;
 
-class RecordingSink final : public fastsse::Sink {
+class RecordingSink final : public fastsse_test::RecordingSink {
 public:
-    explicit RecordingSink(Harness& h) : harness_(h) {}
-    void send(const fastsse::Event& e) override;
-    void finish(std::optional<std::chrono::milliseconds> retry) override;
-
-    std::vector<Call> calls;
-    size_t sends() const {
-        size_t n = 0;
-        for (auto& c : calls) n += !c.finished;
-        return n;
-    }
-    size_t finishes() const { return calls.size() - sends(); }
+    explicit RecordingSink(Harness& h);
     // The sends that are lines (not the exit event).
     std::vector<Sent> lines() const {
         std::vector<Sent> out;
@@ -157,22 +139,12 @@ public:
             if (!c.finished && c.sent.event != "exit") out.push_back(c.sent);
         return out;
     }
-    const Sent& sent(size_t i) const {
-        size_t n = 0;
-        for (auto& c : calls)
-            if (!c.finished && n++ == i) return c.sent;
-        FAIL("no send number " << i);
-        throw 0;
-    }
     const std::optional<std::string>& sent_data(size_t i) const { return sent(i).data; }
     std::optional<Sent> exit_event() const {
         for (auto& c : calls)
             if (!c.finished && c.sent.event == "exit") return c.sent;
         return std::nullopt;
     }
-
-private:
-    Harness& harness_;
 };
 
 // ChildProcesses reads SIGCHLD from a signalfd: it must be blocked before one is constructed.
@@ -227,23 +199,7 @@ private:
     std::function<bool()> done_;
 };
 
-void RecordingSink::send(const fastsse::Event& e) {
-    Call c;
-    c.sent.event = std::string(e.event);
-    if (e.data) c.sent.data = std::string(*e.data);
-    if (e.id) c.sent.id = std::string(*e.id);
-    c.sent.retry_ms = e.retry_ms;
-    calls.push_back(std::move(c));
-    harness_.notify();
-}
-
-void RecordingSink::finish(std::optional<std::chrono::milliseconds> retry) {
-    Call c;
-    c.finished = true;
-    c.retry = retry;
-    calls.push_back(std::move(c));
-    harness_.notify();
-}
+RecordingSink::RecordingSink(Harness& h) : fastsse_test::RecordingSink([&h] { h.notify(); }) {}
 
 bool gone(pid_t pid) { return ::kill(pid, 0) < 0 && errno == ESRCH; }
 
@@ -269,15 +225,7 @@ ExitData parse_exit(const std::string& data) {
     return out;
 }
 
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        char name[] = "/tmp/fastsse-unit-XXXXXX";
-        REQUIRE(::mkdtemp(name) != nullptr);
-        path = std::filesystem::canonical(name);
-    }
-    ~TempDir() { std::filesystem::remove_all(path); }
-};
+using fastsse_test::TempDir;
 
 bool all_digits(std::string_view s) {
     return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;

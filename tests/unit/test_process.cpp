@@ -26,7 +26,7 @@
 #include <system_error>
 #include <vector>
 
-#include "loop_support.hpp"
+#include "support.hpp"
 #include "fastsse/event_loop.hpp"
 #include "fastsse/process.hpp"
 
@@ -170,15 +170,7 @@ bool no_children() {
     return ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD;
 }
 
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        char name[] = "/tmp/fastsse-unit-XXXXXX";
-        REQUIRE(::mkdtemp(name) != nullptr);
-        path = std::filesystem::canonical(name);
-    }
-    ~TempDir() { std::filesystem::remove_all(path); }
-};
+using fastsse_test::TempDir;
 
 }  // namespace
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "support.hpp"
 #include "fastsse/event_loop.hpp"
 #include "fastsse/producers/clock.hpp"
 #include "fastsse/settings.hpp"
@@ -27,22 +28,7 @@ using fastsse::UsageError;
 
 namespace {
 
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        char name[] = "/tmp/fastsse-unit-XXXXXX";
-        REQUIRE(::mkdtemp(name) != nullptr);
-        path = std::filesystem::canonical(name);
-    }
-    ~TempDir() { std::filesystem::remove_all(path); }
-
-    std::string write(const std::string& name, const std::string& text, mode_t mode = 0644) const {
-        auto file = (path / name).string();
-        std::ofstream(file) << text;
-        REQUIRE(::chmod(file.c_str(), mode) == 0);
-        return file;
-    }
-};
+using fastsse_test::TempDir;
 
 // An environment variable set for one scope, then put back.
 class ScopedEnv {

@@ -1,0 +1,117 @@
+#pragma once
+// What several unit tests share: running a real EventLoop until a condition holds (with a deadline,
+// so that a bug fails the test instead of hanging it), a Sink that records what a producer did, and
+// a temporary folder.
+#include <doctest/doctest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fastsse/event_loop.hpp"
+#include "fastsse/producer.hpp"
+
+namespace fastsse_test {
+
+// Runs the loop until done() holds (checked every 2 ms, and whenever something else stops the
+// loop), or until the deadline; returns done().
+inline bool run_loop_until(fastsse::EventLoop& loop, const std::function<bool()>& done,
+                           std::chrono::milliseconds deadline) {
+    using namespace std::chrono_literals;
+    if (done()) return true;
+    bool timed_out = false;
+    auto guard = loop.call_after(deadline, [&] {
+        timed_out = true;
+        loop.stop();
+    });
+    fastsse::Timer poll;
+    std::function<void()> check = [&] {
+        if (done()) loop.stop();
+        else poll = loop.call_after(2ms, check);
+    };
+    poll = loop.call_after(0ms, check);
+    loop.run();
+    if (timed_out) MESSAGE("the loop ran into its deadline");
+    return done();
+}
+
+// One event as a producer sent it, copied out of the Event's views.
+struct Sent {
+    std::string event;
+    std::optional<std::string> data, id;
+    std::optional<long long> retry_ms;
+};
+
+// One entry per Sink call, in order: a send, or a finish (finished == true).
+struct Call {
+    bool finished = false;
+    Sent sent;
+    std::optional<std::chrono::milliseconds> retry;
+};
+
+// Records every call; on_call runs after each one (a harness stops its loop there when it is done).
+class RecordingSink : public fastsse::Sink {
+public:
+    explicit RecordingSink(std::function<void()> on_call) : on_call_(std::move(on_call)) {}
+
+    void send(const fastsse::Event& e) override {
+        Call c;
+        c.sent.event = std::string(e.event);
+        if (e.data) c.sent.data = std::string(*e.data);
+        if (e.id) c.sent.id = std::string(*e.id);
+        c.sent.retry_ms = e.retry_ms;
+        calls.push_back(std::move(c));
+        on_call_();
+    }
+    void finish(std::optional<std::chrono::milliseconds> retry) override {
+        Call c;
+        c.finished = true;
+        c.retry = retry;
+        calls.push_back(std::move(c));
+        on_call_();
+    }
+
+    std::vector<Call> calls;
+    size_t sends() const {
+        size_t n = 0;
+        for (auto& c : calls) n += !c.finished;
+        return n;
+    }
+    size_t finishes() const { return calls.size() - sends(); }
+    const Sent& sent(size_t i) const {
+        size_t n = 0;
+        for (auto& c : calls)
+            if (!c.finished && n++ == i) return c.sent;
+        FAIL("no send number " << i);
+        throw 0;
+    }
+
+private:
+    std::function<void()> on_call_;
+};
+
+// A fresh folder under /tmp, removed with everything in it at the end of the scope.
+struct TempDir {
+    std::filesystem::path path;
+    TempDir() {
+        char name[] = "/tmp/fastsse-unit-XXXXXX";
+        REQUIRE(::mkdtemp(name) != nullptr);
+        path = std::filesystem::canonical(name);
+    }
+    ~TempDir() { std::filesystem::remove_all(path); }
+
+    std::string write(const std::string& name, const std::string& text, mode_t mode = 0644) const {
+        auto file = (path / name).string();
+        std::ofstream(file) << text;
+        REQUIRE(::chmod(file.c_str(), mode) == 0);
+        return file;
+    }
+};
+
+}  // namespace fastsse_test
