@@ -1,5 +1,6 @@
 #include "fastsse/producers/command.hpp"
 
+#include <fcntl.h>
 #include <regex.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -324,9 +325,14 @@ private:
             return true;
         }
 
-        // At the end of the run: what is left in the pipe, then the partial line.
+        // At the end of the run: what is left in the pipe, then the partial line. The child is
+        // gone, so the pipe holds at most its capacity; reading that much loses nothing, and a
+        // grandchild still writing cannot keep us here.
         void drain() {
-            if (fd_) read_some(run_.spec_.max_line * 64);
+            if (fd_) {
+                int capacity = ::fcntl(fd_.get(), F_GETPIPE_SZ);
+                read_some(capacity > 0 ? static_cast<size_t>(capacity) : 64 * 1024);
+            }
             lines_.flush([this](std::string_view l) { run_.line(is_stderr_, l); });
             close();
         }

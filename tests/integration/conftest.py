@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -40,7 +41,7 @@ def _paths() -> Paths:
 
 
 @pytest.fixture(scope="session")
-def paths() -> Paths:
+def paths():
     p = _paths()
     # Missing parts are a failure, never a skip: a suite that skips everything proves nothing.
     if not os.access(p.binary, os.X_OK):
@@ -51,7 +52,15 @@ def paths() -> Paths:
         pytest.fail(f"not the fastsse repository: {p.source}")
     p.work.mkdir(parents=True, exist_ok=True)
     p.work.chmod(0o755)
-    return p
+    # A unix socket path has at most 107 bytes, and the build folder may be deep (CI clones into
+    # a path we do not choose). Tests see the work folder through a short link in /tmp; the files
+    # stay in the build folder for whoever reads a failure.
+    short = Path(tempfile.mkdtemp(prefix="fsse-", dir="/tmp"))
+    short.chmod(0o755)
+    (short / "w").symlink_to(p.work, target_is_directory=True)
+    yield Paths(p.binary, p.source, short / "w")
+    (short / "w").unlink()
+    short.rmdir()
 
 
 def _short_name(nodename: str) -> str:

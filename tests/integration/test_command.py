@@ -499,7 +499,7 @@ def test_child_process_group_descriptors_environment(cmd, client):
     assert fds[1].startswith("pipe:") and fds[2].startswith("pipe:") and fds[1] != fds[2], fds
     environ = sorted(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")[:-1])
     assert environ == [b"FASTSSE_CMD_TEST_PASSED=yes", b"FOO=bar baz"]
-    assert os.readlink(f"/proc/{pid}/cwd") == str(cmd.dir)
+    assert os.readlink(f"/proc/{pid}/cwd") == str(cmd.dir.resolve())
     status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                   if ":\t" in line)
     # fastsse blocks SIGTERM/SIGCHLD and ignores SIGPIPE; its children get the defaults back.
