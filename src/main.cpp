@@ -5,6 +5,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "fastsse/event_loop.hpp"
@@ -88,6 +89,7 @@ int main(int argc, char** argv) {
     spdlog::info("listening on {}", listener->address());
     try {
         Server server(loop, registry, settings, listener->fd());
+        ::sd_notify(0, "READY=1");  // systemd's Type=notify: we accept from here on
         server.run();
     } catch (const std::exception& e) {
         spdlog::error("{}", e.what());

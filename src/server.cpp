@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <systemd/sd-daemon.h>
 
 #include <fcntl.h>
 
@@ -28,11 +29,29 @@ namespace {
 
 Listener::Listener(const Settings& s) {
     if (s.listen.empty()) {
+        // systemd socket activation first (LISTEN_PID/LISTEN_FDS, fd 3), then spawn-fcgi/mod_fcgid's fd 0.
+        int passed = ::sd_listen_fds(1);
+        if (passed < 0) {
+            errno = -passed;
+            fail("the sockets passed by systemd (LISTEN_FDS)");
+        }
+        if (passed > 1)
+            throw UsageError(fmt::format("systemd passed {} sockets (LISTEN_FDS); fastsse listens on one: "
+                                         "give its .socket unit a single ListenStream=", passed));
+        if (passed == 1) {
+            if (::sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
+                throw UsageError("the socket passed by systemd is not a listening stream socket "
+                                 "(use ListenStream= in the .socket unit, with Accept=no)");
+            fd_ = UniqueFd(SD_LISTEN_FDS_START);
+            address_ = "the socket passed by systemd (fd 3)";
+            return;
+        }
         int listening = 0;
         socklen_t len = sizeof listening;
         if (::getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening)
-            throw UsageError("no --listen given and fd 0 is not a listening socket "
-                                     "(start fastsse with --listen unix:PATH or HOST:PORT, or from spawn-fcgi)");
+            throw UsageError("no --listen given, no socket from systemd, and fd 0 is not a listening socket "
+                             "(start fastsse with --listen unix:PATH or HOST:PORT, from fastsse.socket, "
+                             "or from spawn-fcgi)");
         fd_ = UniqueFd(::fcntl(0, F_DUPFD_CLOEXEC, 3));
         if (!fd_) fail("fd 0");
         address_ = "inherited fd 0";
@@ -226,6 +245,7 @@ void Server::shut_down() {
     if (shutting_down_) return;
     shutting_down_ = true;
     spdlog::info("shutting down: {} streams open", streams_.size());
+    ::sd_notify(0, "STOPPING=1");  // under systemd (Type=notify); nothing otherwise
     acceptor_->stop();
     for (auto& [id, stream] : streams_) stream->finish(settings_.retry);
     if (streams_.empty() && retired_.empty()) return loop_.stop();

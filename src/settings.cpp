@@ -17,7 +17,7 @@ using Kind = OptionSpec::Kind;
 
 constexpr OptionSpec settings_specs[] = {
     {"listen", Kind::text, "", 0, 0, {}, {},
-     "unix:PATH or HOST:PORT; empty: the listening socket is inherited on fd 0 (spawn-fcgi, mod_fcgid)"},
+     "unix:PATH or HOST:PORT; empty: the socket systemd passes (LISTEN_FDS), else the one on fd 0 (spawn-fcgi, mod_fcgid)"},
     {"socket_mode", Kind::text, "0660", 0, 0, {}, {}, "permissions of a unix socket, in octal"},
     {"heartbeat", Kind::integer, "15", 1, 3600, {}, "s", "a comment on idle streams this often (FASTSSE_HEARTBEAT)"},
     {"retry", Kind::integer, "3000", 0, 86'400'000, {}, "ms",

@@ -15,7 +15,8 @@
 
 namespace fastsse {
 
-// The listening socket: made from --listen (a unix socket is removed again on exit), or fd 0.
+// The listening socket: made from --listen (a unix socket is removed again on exit), or passed by
+// systemd (LISTEN_FDS), or inherited on fd 0 (spawn-fcgi, mod_fcgid).
 class Listener {
 public:
     // Throws UsageError for an address that cannot be meant, std::runtime_error when listening fails.

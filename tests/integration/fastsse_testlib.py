@@ -130,13 +130,15 @@ def make_dir(path: Path) -> Path:
 class Fastsse:
     """One fastsse process. listen: "unix:PATH", "127.0.0.1:PORT" or None (socket inherited on fd 0)."""
 
-    def __init__(self, binary: Path, workdir: Path, listen: Optional[str], args=(), stdin=None, name="fastsse"):
+    def __init__(self, binary: Path, workdir: Path, listen: Optional[str], args=(), stdin=None, name="fastsse",
+                 wrapper=()):
         self.binary = Path(binary)
         self.workdir = Path(workdir)
         self.listen = listen
         self.log_path = self.workdir / f"{name}.log"
         self.out_path = self.workdir / f"{name}.out"
-        argv = [str(self.binary)]
+        # wrapper: programs that exec fastsse in the same process (systemd-socket-activate, setpriv).
+        argv = [*wrapper, str(self.binary)]
         if listen is not None:
             argv += ["--listen", listen]
             if listen.startswith("unix:"):

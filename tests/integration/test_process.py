@@ -84,7 +84,7 @@ def test_missing_config_file(paths, workdir):
 
 def test_no_listen_and_fd0_not_a_socket(paths):
     # stdin is /dev/null: a clear usage error rather than libfcgi failing on a file.
-    assert_usage_error(run(paths), "no --listen given and fd 0 is not a listening socket")
+    assert_usage_error(run(paths), "no --listen given, no socket from systemd, and fd 0 is not a listening socket")
 
 
 def test_no_listen_and_fd0_a_socket_that_does_not_listen(paths):
