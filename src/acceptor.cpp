@@ -40,6 +40,14 @@ public:
             if (n <= 0 || (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))) owner_.finished(*this, std::nullopt);
             return;
         }
+        // Wait for the end of the request body too. Apache's mod_proxy_fcgi sends the empty
+        // FCGI_STDIN record in a write of its own after the params; an error or HEAD answered and
+        // closed before that write makes it fail, and Apache then answers 503 instead (measured: one
+        // such answer in five). A body too big to peek at whole, or a peer that has finished
+        // sending, is not waited for.
+        bool whole = fastcgi::request_length(std::string_view(peek.data(), n)) != 0;
+        if (!whole && static_cast<size_t>(n) < peek.size() && !(events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
+            return;
         owner_.loop_.remove(fd_.get());
         owner_.finished(*this, fastcgi::read_request(std::move(fd_)));
     }

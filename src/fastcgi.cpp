@@ -15,6 +15,7 @@ namespace {
 constexpr unsigned char version_1 = 1;
 constexpr unsigned char type_end_request = 3;
 constexpr unsigned char type_params = 4;
+constexpr unsigned char type_stdin = 5;
 constexpr unsigned char type_stdout = 6;
 constexpr unsigned char request_complete = 0;
 
@@ -49,19 +50,27 @@ void append_end(std::string& out, uint16_t request_id) {
     out.append(body, sizeof body);
 }
 
-size_t request_head_length(std::string_view bytes) {
+namespace {
+// The length of the whole records up to and including the first empty record of `type` (the end of
+// that stream); 0 when not all there yet, npos when the bytes are not FastCGI.
+size_t through_end_of(std::string_view bytes, unsigned char type) {
     size_t at = 0;
     while (bytes.size() - at >= header_size) {
         auto byte = [&](size_t i) { return static_cast<unsigned char>(bytes[at + i]); };
         if (byte(0) != version_1) return npos;
-        bool end_of_params = byte(1) == type_params && byte(4) == 0 && byte(5) == 0;
+        bool end_of_stream = byte(1) == type && byte(4) == 0 && byte(5) == 0;
         size_t record = header_size + (byte(4) << 8 | byte(5)) + byte(6);
         if (bytes.size() - at < record) return 0;
         at += record;
-        if (end_of_params) return at;
+        if (end_of_stream) return at;
     }
     return 0;
 }
+}  // namespace
+
+size_t request_head_length(std::string_view bytes) { return through_end_of(bytes, type_params); }
+
+size_t request_length(std::string_view bytes) { return through_end_of(bytes, type_stdin); }
 
 std::optional<Connection> read_request(UniqueFd fd) {
     FCGX_Request req;

@@ -1,6 +1,7 @@
 #pragma once
 // Accepting connections on the event loop, without ever blocking it: a new connection waits, for a
-// few seconds at most, until its whole request head has arrived; only then does libfcgi decode it.
+// few seconds at most, until its whole request (head and body) has arrived; only then does libfcgi
+// decode the head.
 // A web server (or anything else) that connects and stalls costs one descriptor until that deadline,
 // never the accepting of other requests, and never the shutdown.
 #include <chrono>

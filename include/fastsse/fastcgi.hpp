@@ -39,6 +39,9 @@ namespace fastcgi {
 // How many bytes at the start of `bytes` hold a whole request head: the records up to and including
 // the empty FCGI_PARAMS record that ends the params. 0: not all there yet; npos: not FastCGI.
 size_t request_head_length(std::string_view bytes);
+// The same for the whole request: the records up to and including the empty FCGI_STDIN record
+// that ends the request body.
+size_t request_length(std::string_view bytes);
 constexpr size_t npos = static_cast<size_t>(-1);
 
 // Lets libfcgi read the request head from `fd`, which must already hold all of it (see

@@ -22,6 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fastsse_testlib import (NGINX, Fastsse, HttpStream, Nginx, descendants_of, free_port, kill_if_same,  # noqa: E402
                              make_dir)
+from apachelib import ApacheStack  # noqa: E402
 
 
 @dataclass
@@ -233,6 +234,65 @@ def shared(paths):
     stack = Stack(paths, make_dir(paths.work / "shared"))
     yield stack
     stack.stop()
+
+
+def assert_quiet_apache(lines: list[str]):
+    # Apache's warnings and errors, the benign ones left out (apachelib.BENIGN_APACHE): a dispatch
+    # error (AH01075), a timeout or a slow shutdown shows up here even when the client saw a
+    # plausible response.
+    assert lines == [], "Apache logged warnings or errors:\n" + "\n".join(lines)
+
+
+def _stop_apache_stacks(stacks):
+    errors = []
+    for stack in reversed(stacks):
+        try:
+            stack.stop()
+        except Exception as e:
+            errors.append(e)
+    if errors:
+        raise errors[0]
+    for stack in stacks:
+        if stack.apache is not None:
+            assert_quiet_apache(stack.apache.unexpected_lines())
+
+
+@pytest.fixture(scope="module")
+def apache_stack(paths, request):
+    """One fastsse behind a real Apache for the tests of a module, in the module's APACHE_MODE
+    ("proxy_fcgi" or "fcgid"). Stopped by PID when the module's tests are done."""
+    mode = request.module.APACHE_MODE
+    stacks = [ApacheStack(paths, make_dir(paths.work / f"apache-{mode}"), mode)]
+    yield stacks[0]
+    _stop_apache_stacks(stacks)
+
+
+@pytest.fixture(autouse=True)
+def shared_apache_stays_quiet(request):
+    """After each test using the module's Apache: nothing new and unexpected in its error log."""
+    if "apache_stack" not in request.fixturenames:
+        yield
+        return
+    stack = request.getfixturevalue("apache_stack")
+    before = len(stack.apache.apache_lines())
+    yield
+    assert_quiet_apache(stack.apache.unexpected_lines(before))
+
+
+@pytest.fixture
+def make_apache_stack(paths, workdir):
+    """Starts a private fastsse behind Apache (ApacheStack(paths, dir, mode, **kwargs)); stopped by
+    PID when the test ends."""
+    stacks = []
+
+    def make(mode: str, **kwargs) -> ApacheStack:
+        wd = workdir if not stacks else make_dir(workdir / f"stack{len(stacks)}")
+        stack = ApacheStack(paths, wd, mode, **kwargs)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    _stop_apache_stacks(stacks)
 
 
 @pytest.fixture

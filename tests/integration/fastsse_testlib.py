@@ -864,7 +864,7 @@ def fcgi_pairs(params: dict) -> bytes:
 class FcgiRequest:
     """One FastCGI request to fastsse (as nginx sends it: responder role, no keep-alive)."""
 
-    def __init__(self, unix_path: str, params: dict, request_id: int = 1):
+    def __init__(self, unix_path: str, params: dict, request_id: int = 1, send_stdin: bool = True):
         import struct
         self.request_id = request_id
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -877,7 +877,7 @@ class FcgiRequest:
                            for i in range(0, len(body), 65535))
         self.sock.sendall(fcgi_record(FCGI_BEGIN_REQUEST, request_id, begin)
                           + records + fcgi_record(FCGI_PARAMS, request_id)
-                          + fcgi_record(FCGI_STDIN, request_id))
+                          + (fcgi_record(FCGI_STDIN, request_id) if send_stdin else b""))
         self._buf = bytearray()
         self.records: list[Record] = []
         self.eof = False
@@ -913,6 +913,11 @@ class FcgiRequest:
             self._buf += data
             self._parse(time.monotonic())
         return self
+
+    def send_stdin(self):
+        """The empty FCGI_STDIN record that ends the request, held back with send_stdin=False (as
+        Apache's mod_proxy_fcgi sends it: in a write of its own, after the params)."""
+        self.sock.sendall(fcgi_record(FCGI_STDIN, self.request_id))
 
     @property
     def stdout(self) -> bytes:

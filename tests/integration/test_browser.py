@@ -61,9 +61,10 @@ def demo_config(paths, workdir: Path, access_log: Path) -> Path:
     return config
 
 
-def nginx_front(paths, workdir: Path, make_stack) -> DemoSite:
+def nginx_front(paths, workdir: Path, request) -> DemoSite:
     # The test nginx (fastsse_testlib.Nginx) lives in workdir/nginx, its logs in logs/ there.
     access_log = workdir / "nginx" / "logs" / "fastsse-access.log"
+    make_stack = request.getfixturevalue("make_stack")
     stack = make_stack(args=["--config", str(demo_config(paths, workdir, access_log))])
     assert access_log.is_file(), f"nginx does not log to {access_log}: update {__file__}"
     # It serves a placeholder page from www/; the demo page instead (read at each request).
@@ -71,13 +72,19 @@ def nginx_front(paths, workdir: Path, make_stack) -> DemoSite:
     return DemoSite(f"http://127.0.0.1:{stack.port}/", stack.fastsse.log)
 
 
-# Apache goes here: once tests/integration has ApacheStack(paths, workdir, mode) (modes "proxy_fcgi"
-# and "fcgid", demo/ as DocumentRoot), add "apache-proxy_fcgi" and "apache-fcgid" entries whose
-# function starts it (stopped when the test ends, as make_stack's stacks are) with fastsse running
-# demo_config(paths, workdir, <Apache's access log>), and returns its DemoSite (fastsse_log: wherever
-# fastsse's stderr goes; under mod_fcgid, Apache's error log). The test itself does not change.
+def apache_front(mode: str) -> Callable[..., DemoSite]:
+    # ApacheStack serves demo/ and runs fastsse with demo/fastsse.toml, its access-log command
+    # tailing this Apache's access log; under mod_fcgid, fastsse's log is in Apache's error log.
+    def start(paths, workdir: Path, request) -> DemoSite:
+        stack = request.getfixturevalue("make_apache_stack")(mode)
+        return DemoSite(f"http://127.0.0.1:{stack.port}/", stack.fastsse.log)
+    return start
+
+
 FRONTS: dict[str, Callable[..., DemoSite]] = {
     "nginx": nginx_front,
+    "apache-proxy_fcgi": apache_front("proxy_fcgi"),
+    "apache-fcgid": apache_front("fcgid"),
 }
 
 
@@ -213,9 +220,9 @@ def ids_of(items) -> list[str]:
     return [i["id"] for i in items]
 
 
-def test_demo_page(front, paths, workdir, make_stack):
+def test_demo_page(front, paths, workdir, request):
     tools = browser_tools()  # first: a missing one fails at once
-    site = FRONTS[front](paths, workdir, make_stack)
+    site = FRONTS[front](paths, workdir, request)
     r = run_browser(site.url, workdir, tools)
     print(f"screenshot: {Path(r['screenshot']).resolve()}")
     print(f"result: {(workdir / 'result.json').resolve()}")

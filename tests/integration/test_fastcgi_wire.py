@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from fastsse_testlib import FCGI_END_REQUEST, FCGI_STDOUT, FcgiRequest, Fastsse
+from fastsse_testlib import FCGI_END_REQUEST, FCGI_STDOUT, FcgiRequest, Fastsse, Timeout
 
 STREAM_HEADERS = (b"Status: 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
                   b"Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n\r\n")
@@ -25,10 +25,10 @@ def fastsse(paths, workdir):
 def fcgi(fastsse):
     opened = []
 
-    def request(params: dict, request_id: int = 1) -> FcgiRequest:
+    def request(params: dict, request_id: int = 1, send_stdin: bool = True) -> FcgiRequest:
         base = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/wire", "QUERY_STRING": "",
                 "HTTP_ACCEPT": "text/event-stream"}
-        r = FcgiRequest(fastsse.listen[len("unix:"):], {**base, **params}, request_id)
+        r = FcgiRequest(fastsse.listen[len("unix:"):], {**base, **params}, request_id, send_stdin)
         opened.append(r)
         return r
 
@@ -70,6 +70,19 @@ def test_head_records(fcgi):
     r = fcgi({"REQUEST_METHOD": "HEAD", "FASTSSE_PRODUCER": "clock"})
     assert_complete(r)
     assert r.stdout == STREAM_HEADERS
+
+
+@pytest.mark.parametrize("params", [{}, {"REQUEST_METHOD": "HEAD", "FASTSSE_PRODUCER": "clock"}],
+                         ids=["404", "HEAD"])
+def test_short_answer_waits_for_the_end_of_stdin(fcgi, params):
+    # Apache's mod_proxy_fcgi writes the empty FCGI_STDIN record after the params, in a write of its
+    # own. Had fastsse answered and closed before it, that write would fail and Apache would answer
+    # 503 instead (one request in five did, before fastsse waited).
+    r = fcgi(params, send_stdin=False)
+    with pytest.raises(Timeout):
+        r.read_until(lambda r: r.records or r.eof, 0.3, "an answer before the request was whole")
+    r.send_stdin()
+    assert_complete(r)
 
 
 def test_open_stream_records_arrive_as_produced(fcgi, fastsse):

@@ -203,3 +203,23 @@ TEST_CASE("request_head_length: the head ends with the empty FCGI_PARAMS record"
         CHECK(fcgi::request_head_length(record(params, "x") + std::string(8, '\x07')) == fcgi::npos);
     }
 }
+
+TEST_CASE("request_length: the whole request ends with the empty FCGI_STDIN record") {
+    auto head = record(begin_request, std::string("\0\1\0\0\0\0\0\0", 8)) +
+                record(params, "\x0e\x03REQUEST_METHODGET", 5) + record(params, "");
+    auto get = head + record(stdin_, "");
+    auto post = head + record(stdin_, "x=1", 5) + record(stdin_, "");
+
+    CHECK(fcgi::request_length(get) == get.size());
+    CHECK(fcgi::request_length(post) == post.size());
+    // Apache's mod_proxy_fcgi sends the head and the end of stdin in two writes: the head alone is
+    // not the whole request.
+    CHECK(fcgi::request_length(head) == 0);
+    CHECK(fcgi::request_length(head + record(stdin_, "x=1")) == 0);
+    for (size_t cut = head.size(); cut < post.size(); ++cut) {
+        CAPTURE(cut);
+        CHECK(fcgi::request_length(std::string_view(post).substr(0, cut)) == 0);
+    }
+    CHECK(fcgi::request_length(get + "more") == get.size());
+    CHECK(fcgi::request_length(head + "GET / HTTP/1.1\r\n\r\n") == fcgi::npos);
+}
