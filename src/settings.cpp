@@ -213,6 +213,7 @@ std::optional<Settings> load_settings(int argc, char** argv, const Registry& reg
         app.add_option("--" + flag_name(spec.name), flags[std::string(spec.name)], help);
     }
     std::string footer = "Per-location options, set in nginx as fastcgi_param FASTSSE_<NAME> value;\n"
+                         "(in Apache: SetEnv FASTSSE_<NAME> value). "
                          "FASTSSE_PRODUCER picks the producer (" ;
     auto names = registry.names();
     for (size_t i = 0; i < names.size(); ++i) footer += (i ? ", " : "") + names[i];
