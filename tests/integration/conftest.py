@@ -196,7 +196,9 @@ def make_module_stack(paths):
     _stop_stacks(stacks)
 
 
-def _stop_stacks(stacks):
+def _stop_stacks(stacks, assert_quiet=lambda stack: assert_quiet_nginx(stack.nginx.error_log())):
+    """Stops every stack (the last started first), even when one fails to stop; then checks that
+    each web server's error log stayed quiet."""
     errors = []
     for stack in reversed(stacks):
         try:
@@ -206,7 +208,7 @@ def _stop_stacks(stacks):
     if errors:
         raise errors[0]
     for stack in stacks:
-        assert_quiet_nginx(stack.nginx.error_log())
+        assert_quiet(stack)
 
 
 def assert_quiet_nginx(new_errors: str):
@@ -244,17 +246,10 @@ def assert_quiet_apache(lines: list[str]):
 
 
 def _stop_apache_stacks(stacks):
-    errors = []
-    for stack in reversed(stacks):
-        try:
-            stack.stop()
-        except Exception as e:
-            errors.append(e)
-    if errors:
-        raise errors[0]
-    for stack in stacks:
+    def quiet(stack):
         if stack.apache is not None:
             assert_quiet_apache(stack.apache.unexpected_lines())
+    _stop_stacks(stacks, quiet)
 
 
 @pytest.fixture(scope="module")
