@@ -2,6 +2,7 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <charconv>
 #include <ctime>
@@ -123,11 +124,22 @@ private:
 
 void ClockProducer::Ticker::fire() {
     auto data = clock_data(std::get<2>(key_), std::chrono::system_clock::now());
+    auto started = std::chrono::steady_clock::now();
     firing_ = true;
     // By index: a subscription that ends during its tick only nulls its slot.
+    size_t written = 0;
     for (size_t i = 0; i < subscribers_.size(); ++i)
-        if (subscribers_[i]) subscribers_[i]->tick(data);
+        if (subscribers_[i]) {
+            subscribers_[i]->tick(data);
+            ++written;
+        }
     firing_ = false;
+    // When events arrive late, the first question is whether fastsse's own fan-out was slow.
+    if (spdlog::should_log(spdlog::level::debug)) {
+        std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - started;
+        spdlog::debug("clock {} ms, event '{}': sent to {} streams in {:.1f} ms", std::get<0>(key_), event_name(),
+                      written, took.count());
+    }
     compact();
 
     // Fixed-rate schedule that skips, rather than bursts, ticks missed while the loop was busy.

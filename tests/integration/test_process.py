@@ -144,3 +144,21 @@ def test_config_file_settings_apply_and_flags_win(make_stack, client, workdir):
     s.wait_end(timeout=2)
     assert isinstance(s.items[-1], Retry) and s.items[-1].ms == 555, s.items
     assert fs.wait(timeout=2) == 0
+
+
+def test_debug_log_times_each_clock_fan_out(make_stack, client):
+    stack = make_stack(["--log-level", "debug"])
+    fs = stack.fastsse
+    streams = [client(stack, f"/t/fast100?viewer={i}", ES) for i in range(3)]
+    for s in streams:
+        s.wait_events(2, timeout=3)
+    # Every viewer of the same clock is one fan-out: one line a tick, with how long it took.
+    fs.wait_for_log(r" debug clock 100 ms, event 'tick': sent to 3 streams in \d+\.\d ms$", count=2)
+    for s in streams:
+        s.close()
+    assert fs.stop() == 0
+    # At the default level, nothing of the kind.
+    quiet = make_stack()
+    s = client(quiet, "/t/fast100?viewer=quiet", ES)
+    s.wait_events(3, timeout=3)
+    assert " debug " not in quiet.fastsse.log()
