@@ -810,6 +810,17 @@ def get(port: int, path: str, headers: Optional[dict] = None, method: str = "GET
     return s
 
 
+def assert_count3_complete(s: HttpStream):
+    """/t/count3 (FASTSSE_COUNT 3, FASTSSE_RETRY 1234), whichever server is in front: three events,
+    the retry hint, then the end of the response (FCGI_END_REQUEST became the chunked terminator)."""
+    kinds = [type(i).__name__ for i in s.items]
+    assert kinds == ["Comment", "Event", "Event", "Event", "Retry"], s.items
+    assert [e.id for e in s.events] == ["1", "2", "3"]
+    assert s.retries[0].ms == 1234
+    assert bytes(s.body).endswith(b"id: 3\n\nretry: 1234\n\n"), bytes(s.body)
+    assert s.raw_body.endswith(b"0\r\n\r\n")
+
+
 def pump(streams: list[HttpStream], until: Callable[[], bool], timeout: float, what: str):
     """Reads all streams (made non-blocking) with one selector until `until()` or the deadline."""
     sel = selectors.DefaultSelector()

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from fastsse_testlib import Retry
+from fastsse_testlib import Retry, assert_count3_complete
 
 ES = {"Accept": "text/event-stream"}
 
@@ -90,15 +90,8 @@ def test_empty_event_name_sends_unnamed_message_events(shared, client, tag):
 def test_count_ends_stream_with_retry_hint(shared, client, tag):
     s = client(shared, f"/t/count3?{tag}", ES)
     s.wait_end(timeout=5)
-    # Exactly three events, then the location's retry hint, then the end of the response.
-    kinds = [type(i).__name__ for i in s.items]
-    assert kinds == ["Comment", "Event", "Event", "Event", "Retry"], s.items
-    assert [e.id for e in s.events] == ["1", "2", "3"]
-    assert s.retries[0].ms == 1234
-    assert bytes(s.body).endswith(b"id: 3\n\nretry: 1234\n\n"), bytes(s.body)
-    # The chunked terminator came: the response is complete, nginx keeps the connection.
-    assert s.raw_body.endswith(b"0\r\n\r\n")
-    assert not s.eof
+    assert_count3_complete(s)
+    assert not s.eof  # nginx keeps the connection
     stream = shared.fastsse.stream_id(tag)
     shared.fastsse.wait_for_log(rf" info stream {stream} closed: finished \(after [\d.]+ s, 3 events\)", timeout=2)
 
