@@ -137,3 +137,17 @@ def wait_gone(pids, timeout: float, what: str, poll: float = 0.002) -> float:
 def started_lines(log: str, name: str) -> list[int]:
     """The pids of `command NAME started (pid N)` lines."""
     return [int(m) for m in re.findall(rf" info command {re.escape(name)} started \(pid (\d+)\)", log)]
+
+
+class CommandStack:
+    """A module's fastsse + nginx, and the directory its commands live in."""
+
+    def __init__(self, stack, directory: Path):
+        self.stack = stack
+        self.dir = directory
+        self.fs = stack.fastsse
+        self.port = stack.port
+        self.nginx = stack.nginx
+
+    def started(self, name: str) -> list[int]:
+        return started_lines(self.fs.log(), name)

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import pytest
 
-from commandlib import (CMD_NGINX_CONF, ES, PATH_ENV, cmd_path, descendants, of_type, proc_state, script,
-                        started_lines, wait_exit, wait_gone, write_config)
+from commandlib import (CMD_NGINX_CONF, ES, CommandStack, PATH_ENV, cmd_path, descendants, of_type, proc_state, script,
+                        wait_exit, wait_gone, write_config)
 from fastsse_testlib import (FCGI_END_REQUEST, FcgiRequest, Retry, _stat_fields, children_of, get, make_dir,
                              wait_until)
 
@@ -45,19 +45,7 @@ UTF8_LINES = [
 ]
 
 
-class Cmd:
-    """The module's fastsse + nginx, and the directory its commands live in."""
-
-    def __init__(self, stack, directory: Path):
-        self.stack = stack
-        self.dir = directory
-        self.fs = stack.fastsse
-        self.port = stack.port
-        self.nginx = stack.nginx
-
-    def started(self, name: str) -> list[int]:
-        return started_lines(self.fs.log(), name)
-
+class Cmd(CommandStack):
     def wait_no_children(self, timeout: float = 5.0):
         """No command left running from an earlier test (their groups get up to `grace` to go)."""
         wait_until(lambda: not children_of(self.fs.pid), timeout, "fastsse to have no child processes")

@@ -9,28 +9,17 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
-from commandlib import (CMD_NGINX_CONF, ES, PATH_ENV, cmd_path, descendants, of_type, proc_state, script,
-                        started_lines, wait_exit, wait_gone, write_config)
+from commandlib import (CMD_NGINX_CONF, ES, CommandStack, PATH_ENV, cmd_path, descendants, of_type, proc_state, script,
+                        wait_exit, wait_gone, write_config)
 from fastsse_testlib import HttpStream, Retry, get, make_dir, pump
 
 LINGER = 1
 
 
-class Shared:
-    def __init__(self, stack, directory: Path):
-        self.stack = stack
-        self.dir = directory
-        self.fs = stack.fastsse
-        self.port = stack.port
-        self.nginx = stack.nginx
-
-    def started(self, name: str) -> list[int]:
-        return started_lines(self.fs.log(), name)
-
+class Shared(CommandStack):
     def go(self, tag: str):
         (self.dir / f"go-{tag}").touch()
 
