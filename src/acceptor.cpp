@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -26,18 +27,27 @@ public:
     EventLoop::Clock::time_point since() const { return since_; }
 
     void on_io(uint32_t events) override {
-        // Look without taking: libfcgi reads the bytes itself once they are all there.
+        // Look without taking: libfcgi reads the bytes itself once they are all there, and checked.
         static std::array<char, 128 * 1024> peek;
         ssize_t n = ::recv(fd_.get(), peek.data(), peek.size(), MSG_PEEK | MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-        auto length = n > 0 ? fastcgi::request_head_length(std::string_view(peek.data(), n)) : 0;
-        if (length == fastcgi::npos || (length == 0 && static_cast<size_t>(n) == peek.size())) {
-            spdlog::warn("dropped a connection that does not speak FastCGI (or whose params exceed {} bytes)",
-                         peek.size());
+        bool ended = n <= 0 || (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP));
+        bool full = n == static_cast<ssize_t>(peek.size());
+        auto check = fastcgi::check_head(std::string_view(peek.data(), n > 0 ? n : 0), owner_.max_conns_);
+        using Verdict = fastcgi::HeadCheck::Verdict;
+        if (check.verdict == Verdict::refused) {
+            spdlog::warn("refused a connection: {}", check.reason);
+            if (!check.answer.empty())
+                [[maybe_unused]] auto sent = ::send(fd_.get(), check.answer.data(), check.answer.size(),
+                                                    MSG_NOSIGNAL | MSG_DONTWAIT);
             return owner_.finished(*this, std::nullopt);
         }
-        if (length == 0) {
-            if (n <= 0 || (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))) owner_.finished(*this, std::nullopt);
+        if (check.verdict == Verdict::incomplete) {
+            if (full) {
+                spdlog::warn("refused a connection: its request head exceeds {} bytes", peek.size());
+                return owner_.finished(*this, std::nullopt);
+            }
+            if (ended) owner_.finished(*this, std::nullopt);
             return;
         }
         // Wait for the end of the request body too. Apache's mod_proxy_fcgi sends the empty
@@ -45,9 +55,7 @@ public:
         // closed before that write makes it fail, and Apache then answers 503 instead (measured: one
         // such answer in five). A body too big to peek at whole, or a peer that has finished
         // sending, is not waited for.
-        bool whole = fastcgi::request_length(std::string_view(peek.data(), n)) != 0;
-        if (!whole && static_cast<size_t>(n) < peek.size() && !(events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
-            return;
+        if (!check.whole && !full && !ended) return;
         owner_.loop_.remove(fd_.get());
         owner_.finished(*this, fastcgi::read_request(std::move(fd_)));
     }
@@ -58,8 +66,8 @@ private:
     EventLoop::Clock::time_point since_;
 };
 
-Acceptor::Acceptor(EventLoop& loop, int listen_fd, std::function<void(Connection)> on_request)
-    : loop_(loop), listen_fd_(listen_fd), on_request_(std::move(on_request)) {
+Acceptor::Acceptor(EventLoop& loop, int listen_fd, size_t max_conns, std::function<void(Connection)> on_request)
+    : loop_(loop), listen_fd_(listen_fd), max_conns_(max_conns), on_request_(std::move(on_request)) {
     // Non-blocking, so that a connection another process sharing the socket (spawn-fcgi, systemd)
     // took first does not block the loop in accept().
     ::fcntl(listen_fd_, F_SETFL, ::fcntl(listen_fd_, F_GETFL) | O_NONBLOCK);
@@ -70,10 +78,11 @@ Acceptor::Acceptor(EventLoop& loop, int listen_fd, std::function<void(Connection
 Acceptor::~Acceptor() { stop(); }
 
 void Acceptor::stop() noexcept {
-    if (listening_) loop_.remove(listen_fd_);
+    if (listening_ && !paused_) loop_.remove(listen_fd_);
     listening_ = false;
     pending_.clear();
     stale_timer_.cancel();
+    resume_timer_.cancel();
 }
 
 void Acceptor::on_io(uint32_t) { accept_all(); }
@@ -84,14 +93,46 @@ void Acceptor::accept_all() {
         UniqueFd fd(::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (!fd) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) spdlog::warn("accept failed: {}", std::strerror(errno));
-            return;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            return pause(errno);
         }
-        auto pending = std::make_unique<Pending>(*this, std::move(fd));
+        if (failing_since_) {
+            std::chrono::duration<double> took = loop_.now() - *failing_since_;
+            spdlog::info("accepting again, after {:.1f} s", took.count());
+            failing_since_.reset();
+        }
+        std::unique_ptr<Pending> pending;
+        try {
+            pending = std::make_unique<Pending>(*this, std::move(fd));
+        } catch (const std::exception& e) {
+            spdlog::warn("dropped a new connection: {}", e.what());
+            continue;
+        }
         auto* key = pending.get();
         pending_.emplace(key, std::move(pending));
         key->on_io(0);  // the head has usually arrived with the connection
     }
+}
+
+void Acceptor::pause(int error) {
+    // The connection stays in the listen backlog, so the socket stays readable: watching it now
+    // would spin. Look again shortly; descriptors come back as streams end and heads time out.
+    if (!failing_since_) {
+        failing_since_ = loop_.now();
+        rlimit lim{};
+        ::getrlimit(RLIMIT_NOFILE, &lim);
+        spdlog::warn("accept failed: {} (descriptor limit {}, {} connections sending their head); "
+                     "trying again every {} ms",
+                     std::strerror(error), static_cast<unsigned long long>(lim.rlim_cur), pending_.size(),
+                     accept_pause.count());
+    }
+    paused_ = true;
+    loop_.remove(listen_fd_);
+    resume_timer_ = loop_.call_after(accept_pause, [this] {
+        paused_ = false;
+        loop_.add(listen_fd_, EPOLLIN, this);
+        accept_all();
+    });
 }
 
 void Acceptor::finished(Pending& pending, std::optional<Connection> connection) {

@@ -2,10 +2,13 @@
 
 #include <fcgiapp.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
+#include <vector>
 
 namespace fastsse {
 
@@ -51,26 +54,155 @@ void append_end(std::string& out, uint16_t request_id) {
 }
 
 namespace {
-// The length of the whole records up to and including the first empty record of `type` (the end of
-// that stream); 0 when not all there yet, npos when the bytes are not FastCGI.
-size_t through_end_of(std::string_view bytes, unsigned char type) {
-    size_t at = 0;
-    while (bytes.size() - at >= header_size) {
-        auto byte = [&](size_t i) { return static_cast<unsigned char>(bytes[at + i]); };
-        if (byte(0) != version_1) return npos;
-        bool end_of_stream = byte(1) == type && byte(4) == 0 && byte(5) == 0;
-        size_t record = header_size + (byte(4) << 8 | byte(5)) + byte(6);
-        if (bytes.size() - at < record) return 0;
-        at += record;
-        if (end_of_stream) return at;
-    }
-    return 0;
+
+constexpr unsigned char type_begin_request = 1;
+constexpr unsigned char type_abort_request = 2;
+constexpr unsigned char type_get_values = 9;
+constexpr unsigned char type_get_values_result = 10;
+constexpr unsigned char type_unknown_type = 11;
+constexpr unsigned role_responder = 1;
+constexpr unsigned char cant_mpx_conn = 1;
+constexpr unsigned char unknown_role = 3;
+
+struct RecordHeader {
+    unsigned version, type, request_id, content_length, padding;
+    size_t size() const { return header_size + content_length + padding; }
+};
+
+unsigned byte_at(std::string_view s, size_t i) { return static_cast<unsigned char>(s[i]); }
+
+RecordHeader read_header(std::string_view s) {
+    return {byte_at(s, 0), byte_at(s, 1), byte_at(s, 2) << 8 | byte_at(s, 3), byte_at(s, 4) << 8 | byte_at(s, 5),
+            byte_at(s, 6)};
 }
+
+// One length of a name-value pair (FastCGI spec 3.4): one byte, or four with the high bit set.
+std::optional<size_t> take_length(std::string_view& s) {
+    if (s.empty()) return std::nullopt;
+    if (unsigned first = byte_at(s, 0); !(first & 0x80)) {
+        s.remove_prefix(1);
+        return first;
+    }
+    if (s.size() < 4) return std::nullopt;
+    size_t n = static_cast<size_t>(byte_at(s, 0) & 0x7f) << 24 | byte_at(s, 1) << 16 | byte_at(s, 2) << 8 | byte_at(s, 3);
+    s.remove_prefix(4);
+    return n;
+}
+
+// Calls fn(name, value) for each pair; false when a length runs past the bytes there are, which is
+// what libfcgi would otherwise allocate (up to 4 GiB) or abort on.
+template <class Fn>
+bool for_each_pair(std::string_view s, Fn fn) {
+    while (!s.empty()) {
+        auto name_length = take_length(s);
+        auto value_length = name_length ? take_length(s) : std::nullopt;
+        if (!value_length || *name_length > s.size() || *value_length > s.size() - *name_length) return false;
+        fn(s.substr(0, *name_length), s.substr(*name_length, *value_length));
+        s.remove_prefix(*name_length + *value_length);
+    }
+    return true;
+}
+
+std::string record(unsigned char type, unsigned request_id, std::string_view content) {
+    auto h = header(type, static_cast<uint16_t>(request_id), content.size());
+    return std::string(h.data(), h.size()).append(content);
+}
+
+std::string end_request(unsigned request_id, unsigned char protocol_status) {
+    const char body[8] = {0, 0, 0, 0, static_cast<char>(protocol_status), 0, 0, 0};
+    return record(type_end_request, request_id, std::string_view(body, sizeof body));
+}
+
+// The reply the spec asks for to a management record: the values fastsse knows for FCGI_GET_VALUES
+// (each once, however often it is asked), FCGI_UNKNOWN_TYPE for any other type.
+std::string management_answer(unsigned type, std::string_view content, size_t max_conns) {
+    if (type != type_get_values) {
+        const char body[8] = {static_cast<char>(type), 0, 0, 0, 0, 0, 0, 0};
+        return record(type_unknown_type, 0, std::string_view(body, sizeof body));
+    }
+    std::string pairs;
+    std::vector<std::string_view> seen;
+    for_each_pair(content, [&](std::string_view name, std::string_view) {
+        std::string value;
+        if (name == "FCGI_MAX_CONNS" || name == "FCGI_MAX_REQS") value = std::to_string(max_conns);
+        else if (name == "FCGI_MPXS_CONNS") value = "0";
+        if (value.empty() || std::find(seen.begin(), seen.end(), name) != seen.end()) return;
+        seen.push_back(name);
+        pairs += static_cast<char>(name.size());
+        pairs += static_cast<char>(value.size());
+        pairs.append(name).append(value);
+    });
+    return record(type_get_values_result, 0, pairs);
+}
+
 }  // namespace
 
-size_t request_head_length(std::string_view bytes) { return through_end_of(bytes, type_params); }
-
-size_t request_length(std::string_view bytes) { return through_end_of(bytes, type_stdin); }
+HeadCheck check_head(std::string_view bytes, size_t max_conns) {
+    HeadCheck check;
+    auto refuse = [&](std::string reason, std::string answer = {}) {
+        check.verdict = HeadCheck::Verdict::refused;
+        check.reason = std::move(reason);
+        check.answer = std::move(answer);
+        return check;
+    };
+    enum class Expect { begin, params, stdin_records } expect = Expect::begin;
+    unsigned id = 0;
+    std::string params;  // the FCGI_PARAMS stream: pairs may span records
+    size_t at = 0;
+    while (bytes.size() - at >= header_size) {
+        auto h = read_header(bytes.substr(at));
+        if (h.version != version_1) return refuse(fmt::format("not FastCGI (a record of version {})", h.version));
+        if (bytes.size() - at < h.size()) break;  // the rest of this record has not come yet
+        auto content = bytes.substr(at + header_size, h.content_length);
+        at += h.size();
+        if (h.request_id == 0 && h.type != type_begin_request)
+            return refuse(fmt::format("a management record (type {}), answered; fastsse takes requests only", h.type),
+                          management_answer(h.type, content, max_conns));
+        if (h.type == type_begin_request && expect != Expect::begin)
+            return refuse("a second FCGI_BEGIN_REQUEST: fastsse does not multiplex connections",
+                          end_request(h.request_id, cant_mpx_conn));
+        switch (expect) {
+        case Expect::begin: {
+            if (h.type != type_begin_request)
+                return refuse(fmt::format("the first record is of type {}, not FCGI_BEGIN_REQUEST", h.type));
+            if (h.request_id == 0 || h.content_length != 8) return refuse("a malformed FCGI_BEGIN_REQUEST");
+            // libfcgi reads what follows the body as the next record: padding would hide records from us.
+            if (h.padding != 0) return refuse("FCGI_BEGIN_REQUEST with padding");
+            unsigned role = byte_at(content, 0) << 8 | byte_at(content, 1);
+            if (role != role_responder)
+                return refuse(fmt::format("role {}: fastsse is a responder", role), end_request(h.request_id, unknown_role));
+            id = h.request_id;
+            expect = Expect::params;
+            break;
+        }
+        case Expect::params:
+            if (h.request_id != id || h.type != type_params)
+                return refuse(fmt::format("a record of type {} where the params of request {} go", h.type, id));
+            if (h.content_length > 0) {
+                params.append(content);
+                break;
+            }
+            // libfcgi leaves the padding of the empty record unread, and would take it for records.
+            if (h.padding != 0) return refuse("the end of FCGI_PARAMS with padding");
+            if (!for_each_pair(params, [](std::string_view, std::string_view) {}))
+                return refuse("a param whose length runs past the params that came");
+            check.verdict = HeadCheck::Verdict::ready;
+            check.head_length = at;
+            expect = Expect::stdin_records;
+            break;
+        case Expect::stdin_records:
+            if (h.request_id == id && h.type == type_abort_request) return refuse("the web server aborted the request");
+            if (h.request_id != id || h.type != type_stdin)
+                return refuse(fmt::format("a record of type {} where the body of request {} goes", h.type, id));
+            if (h.content_length == 0) {
+                check.whole = true;
+                return check;
+            }
+            break;
+        }
+    }
+    return check;
+}
 
 std::optional<Connection> read_request(UniqueFd fd) {
     FCGX_Request req;

@@ -145,7 +145,7 @@ void Server::run() {
         shut_down();
     });
     sweep_timer_ = loop_.call_after(std::chrono::seconds(1), [this] { sweep(); });
-    acceptor_ = std::make_unique<Acceptor>(loop_, listen_fd_, [this](Connection c) { on_connection(std::move(c)); });
+    acceptor_ = std::make_unique<Acceptor>(loop_, listen_fd_, settings_.max_streams, [this](Connection c) { on_connection(std::move(c)); });
     loop_.run();
     acceptor_.reset();
     streams_.clear();
@@ -196,19 +196,28 @@ void Server::serve(Connection& c) {
         throw bad_param(e);
     }
 
-    if (r.method == "HEAD") return send_response(c, 200, event_stream_headers, {});
+    auto last_id = last_event_id(r);
+    auto query = r.query;  // c, and r with it, moves into the stream below
+    StreamStart start{last_id, query, options, std::chrono::milliseconds(options.integer("retry"))};
+    if (r.method == "HEAD") {
+        // The same answer as GET would get, without starting anything.
+        try {
+            producer->check(start);
+        } catch (const OptionError& e) {
+            throw bad_param(e);
+        }
+        return send_response(c, 200, event_stream_headers, {});
+    }
 
     StreamLimits limits = settings_.limits;
     limits.heartbeat = std::chrono::seconds(options.integer("heartbeat"));
-    auto last_id = last_event_id(r);
-    auto query = r.query;  // c, and r with it, moves into the stream below
+    limits.retry = start.retry;
     auto id = next_stream_id_++;
     auto what = fmt::format("producer={} uri={}{}", producer_name, r.uri,
                             last_id.empty() ? std::string() : fmt::format(" last-event-id={}", last_id));
     auto owned = std::make_unique<Stream>(loop_, static_cast<StreamOwner&>(*this), id, std::move(c), limits, what);
     auto& stream = *owned;
     streams_.emplace(id, std::move(owned));
-    StreamStart start{last_id, query, options, std::chrono::milliseconds(options.integer("retry"))};
     try {
         stream.begin(producer->open(stream, start));
     } catch (const RequestError& e) {
@@ -247,7 +256,7 @@ void Server::shut_down() {
     spdlog::info("shutting down: {} streams open", streams_.size());
     ::sd_notify(0, "STOPPING=1");  // under systemd (Type=notify); nothing otherwise
     acceptor_->stop();
-    for (auto& [id, stream] : streams_) stream->finish(settings_.retry);
+    for (auto& [id, stream] : streams_) stream->shut_down();
     if (streams_.empty() && retired_.empty()) return loop_.stop();
     // Clients that do not take their last bytes in time are cut off: exit comes within 2 s.
     shutdown_timer_ = loop_.call_after(std::chrono::milliseconds(1500), [this] {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include "fastsse/event_loop.hpp"
@@ -18,8 +19,11 @@ class Acceptor final : public IoHandler {
 public:
     // How long a connection may take to send its request head.
     static constexpr std::chrono::seconds head_timeout{5};
+    // How long accepting pauses when accept() fails (out of descriptors, most often).
+    static constexpr std::chrono::milliseconds accept_pause{100};
 
-    Acceptor(EventLoop& loop, int listen_fd, std::function<void(Connection)> on_request);
+    // max_conns: what a web server asking FCGI_GET_VALUES is told.
+    Acceptor(EventLoop& loop, int listen_fd, size_t max_conns, std::function<void(Connection)> on_request);
     ~Acceptor();
     Acceptor(const Acceptor&) = delete;
     Acceptor& operator=(const Acceptor&) = delete;
@@ -32,15 +36,21 @@ public:
 private:
     class Pending;
     void accept_all();
+    void pause(int error);
     void drop_stale();
     void finished(Pending& pending, std::optional<Connection> connection);
 
     EventLoop& loop_;
     int listen_fd_;
+    size_t max_conns_;
     bool listening_ = true;
+    bool paused_ = false;
+    // Set while accept() fails (for want of descriptors, mostly): one log line per episode.
+    std::optional<EventLoop::Clock::time_point> failing_since_;
     std::function<void(Connection)> on_request_;
     std::unordered_map<Pending*, std::unique_ptr<Pending>> pending_;
     Timer stale_timer_;
+    Timer resume_timer_;
 };
 
 }  // namespace fastsse

@@ -36,16 +36,29 @@ struct Connection {
 
 namespace fastcgi {
 
-// How many bytes at the start of `bytes` hold a whole request head: the records up to and including
-// the empty FCGI_PARAMS record that ends the params. 0: not all there yet; npos: not FastCGI.
-size_t request_head_length(std::string_view bytes);
-// The same for the whole request: the records up to and including the empty FCGI_STDIN record
-// that ends the request body.
-size_t request_length(std::string_view bytes);
-constexpr size_t npos = static_cast<size_t>(-1);
+// What a connection's first bytes are, read as libfcgi will read them. libfcgi 2.4.2 is not safe
+// with hostile records (a stack overflow on FCGI_GET_VALUES, an abort on huge param lengths, a leak
+// per unknown management record, the padding of FCGI_BEGIN_REQUEST read as records), so only what a
+// responder needs reaches it: FCGI_BEGIN_REQUEST (role responder, no padding), then FCGI_PARAMS
+// records of that request whose name-value lengths fit the bytes that came, then its FCGI_STDIN.
+struct HeadCheck {
+    enum class Verdict {
+        incomplete,  // nothing wrong so far; the head has not all arrived
+        ready,       // the head is all there and may be given to libfcgi
+        refused,     // close the connection (after writing `answer`)
+    };
+    Verdict verdict = Verdict::incomplete;
+    size_t head_length = 0;  // ready: the bytes through the empty FCGI_PARAMS record
+    bool whole = false;      // ready: the request body has ended too (the empty FCGI_STDIN record)
+    std::string reason;      // refused: why, for the log (never the peer's bytes)
+    std::string answer;      // refused: the records the FastCGI spec asks for in reply, if any
+};
 
-// Lets libfcgi read the request head from `fd`, which must already hold all of it (see
-// request_head_length), so that libfcgi's blocking reads return at once. Returns the connection
+// `max_conns` is what an FCGI_GET_VALUES query is told for FCGI_MAX_CONNS and FCGI_MAX_REQS.
+HeadCheck check_head(std::string_view bytes, size_t max_conns);
+
+// Lets libfcgi read the request head from `fd`, which must already hold all of it, checked
+// (check_head said ready), so that libfcgi's blocking reads return at once. Returns the connection
 // with its params copied, or nullopt when libfcgi refused the request (it then closed the fd).
 std::optional<Connection> read_request(UniqueFd fd);
 

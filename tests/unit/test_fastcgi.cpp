@@ -1,5 +1,9 @@
 // FastCGI record framing, byte for byte (FastCGI 1.0 specification, sections 3.3, 5.3 and 5.5).
 #include <doctest/doctest.h>
+#include <fcgiapp.h>
+#include <sys/socket.h>
+
+#include <optional>
 
 #include <string>
 #include <string_view>
@@ -7,6 +11,7 @@
 
 #include "fastsse/fastcgi.hpp"
 
+using namespace std::string_literals;
 using namespace std::string_view_literals;
 namespace fcgi = fastsse::fastcgi;
 
@@ -164,62 +169,171 @@ TEST_CASE("a whole response: headers, events, end") {
 namespace {
 
 // One FastCGI record as a web server sends it: header, content, padding.
-std::string record(unsigned char type, std::string_view content, unsigned char padding = 0) {
-    std::string r = {1, static_cast<char>(type), 0, 1, static_cast<char>(content.size() >> 8),
-                     static_cast<char>(content.size() & 0xff), static_cast<char>(padding), 0};
+std::string record(unsigned char type, std::string_view content, unsigned char padding = 0, unsigned id = 1) {
+    std::string r = {1, static_cast<char>(type), static_cast<char>(id >> 8), static_cast<char>(id & 0xff),
+                     static_cast<char>(content.size() >> 8), static_cast<char>(content.size() & 0xff),
+                     static_cast<char>(padding), 0};
     r += content;
     r.append(padding, '\0');
     return r;
 }
 
-constexpr unsigned char begin_request = 1, params = 4, stdin_ = 5;
+constexpr unsigned char begin_request = 1, abort_request = 2, params = 4, stdin_ = 5, get_values = 9;
+const std::string responder = std::string("\0\1\0\0\0\0\0\0", 8);
+const std::string begin = record(begin_request, responder);
+const std::string head = begin + record(params, "\x0e\x03REQUEST_METHODGET", 5) + record(params, "");
+
+using Verdict = fcgi::HeadCheck::Verdict;
+fcgi::HeadCheck check(std::string_view bytes) { return fcgi::check_head(bytes, 15000); }
+
+// A 4-byte name-value length (high bit set).
+std::string long_length(uint32_t n) {
+    return {static_cast<char>(0x80 | n >> 24), static_cast<char>(n >> 16 & 0xff), static_cast<char>(n >> 8 & 0xff),
+            static_cast<char>(n & 0xff)};
+}
 
 }  // namespace
 
-TEST_CASE("request_head_length: the head ends with the empty FCGI_PARAMS record") {
-    auto head = record(begin_request, std::string("\0\1\0\0\0\0\0\0", 8)) +
-                record(params, "\x0e\x03REQUEST_METHODGET", 5) + record(params, "");
-    auto with_stdin = head + record(stdin_, "");
-
-    CHECK(fcgi::request_head_length(head) == head.size());
-    CHECK(fcgi::request_head_length(with_stdin) == head.size());  // what follows the head is not counted
-
-    SUBCASE("any shorter prefix is not all there yet") {
-        for (size_t cut = 0; cut < head.size(); ++cut) {
-            CAPTURE(cut);
-            CHECK(fcgi::request_head_length(std::string_view(head).substr(0, cut)) == 0);
-        }
-    }
-    SUBCASE("an empty record of another type does not end the head") {
-        auto no_end = record(begin_request, std::string(8, '\0')) + record(stdin_, "");
-        CHECK(fcgi::request_head_length(no_end) == 0);
-    }
-    SUBCASE("a record with padding that merely looks empty is skipped whole") {
-        auto padded = record(params, "", 3);  // content 0: this one does end the params, padding included
-        CHECK(fcgi::request_head_length(padded) == padded.size());
-    }
-    SUBCASE("bytes that are not FastCGI version 1") {
-        CHECK(fcgi::request_head_length("GET / HTTP/1.1\r\n\r\n") == fcgi::npos);
-        CHECK(fcgi::request_head_length(record(params, "x") + std::string(8, '\x07')) == fcgi::npos);
-    }
-}
-
-TEST_CASE("request_length: the whole request ends with the empty FCGI_STDIN record") {
-    auto head = record(begin_request, std::string("\0\1\0\0\0\0\0\0", 8)) +
-                record(params, "\x0e\x03REQUEST_METHODGET", 5) + record(params, "");
+TEST_CASE("check_head: a request as nginx and Apache send it") {
     auto get = head + record(stdin_, "");
     auto post = head + record(stdin_, "x=1", 5) + record(stdin_, "");
 
-    CHECK(fcgi::request_length(get) == get.size());
-    CHECK(fcgi::request_length(post) == post.size());
-    // Apache's mod_proxy_fcgi sends the head and the end of stdin in two writes: the head alone is
-    // not the whole request.
-    CHECK(fcgi::request_length(head) == 0);
-    CHECK(fcgi::request_length(head + record(stdin_, "x=1")) == 0);
-    for (size_t cut = head.size(); cut < post.size(); ++cut) {
-        CAPTURE(cut);
-        CHECK(fcgi::request_length(std::string_view(post).substr(0, cut)) == 0);
+    auto c = check(head);
+    CHECK(c.verdict == Verdict::ready);
+    CHECK(c.head_length == head.size());
+    CHECK_FALSE(c.whole);  // Apache's mod_proxy_fcgi sends the end of stdin in a write of its own
+
+    c = check(get);
+    CHECK(c.verdict == Verdict::ready);
+    CHECK(c.head_length == head.size());  // what follows the head is not libfcgi's to read
+    CHECK(c.whole);
+    CHECK(check(post).whole);
+    CHECK(check(get + "more").whole);
+
+    SUBCASE("any shorter prefix is not all there yet, and never refused") {
+        for (size_t cut = 0; cut < head.size(); ++cut) {
+            CAPTURE(cut);
+            CHECK(check(std::string_view(head).substr(0, cut)).verdict == Verdict::incomplete);
+        }
+        for (size_t cut = head.size(); cut < post.size(); ++cut) {
+            CAPTURE(cut);
+            c = check(std::string_view(post).substr(0, cut));
+            CHECK(c.verdict == Verdict::ready);
+            CHECK_FALSE(c.whole);
+        }
     }
-    CHECK(fcgi::request_length(get + "more") == get.size());
-    CHECK(fcgi::request_length(head + "GET / HTTP/1.1\r\n\r\n") == fcgi::npos);
+    SUBCASE("a name-value pair may span records, and lengths may take four bytes") {
+        std::string pairs = long_length(14) + "\x03REQUEST_METHODGET";
+        auto split = begin + record(params, pairs.substr(0, 3)) + record(params, pairs.substr(3), 7) + record(params, "");
+        CHECK(check(split).verdict == Verdict::ready);
+    }
+    SUBCASE("an empty record of another type does not end the head") {
+        CHECK(check(begin + record(stdin_, "")).verdict == Verdict::refused);
+    }
+}
+
+TEST_CASE("check_head refuses what libfcgi must never read") {
+    auto refused = [](std::string_view bytes) {
+        auto c = check(bytes);
+        CHECK(c.verdict == Verdict::refused);
+        CHECK_FALSE(c.reason.empty());
+        return c;
+    };
+    SUBCASE("bytes that are not FastCGI version 1") {
+        CHECK(refused("GET / HTTP/1.1\r\n\r\n").answer.empty());
+        refused(begin + record(params, "x") + std::string(8, '\x07'));
+    }
+    SUBCASE("FCGI_GET_VALUES naming FCGI_MAX_CONNS four times: answered once each, never by libfcgi") {
+        std::string names;
+        for (int i = 0; i < 4; ++i) names += "\x0e\x00" "FCGI_MAX_CONNS"s;
+        names += "\x0f\x00" "FCGI_MPXS_CONNS"s + "\x03\x00" "FOO"s;
+        auto c = refused(record(get_values, names, 0, 0) + head);
+        auto answer = parse(c.answer);
+        REQUIRE(answer.size() == 1);
+        CHECK(answer[0].type == 10);  // FCGI_GET_VALUES_RESULT
+        CHECK(answer[0].request_id == 0);
+        CHECK(answer[0].content == "\x0e\x05" "FCGI_MAX_CONNS15000" "\x0f\x01" "FCGI_MPXS_CONNS0"s);
+    }
+    SUBCASE("an unknown management record gets FCGI_UNKNOWN_TYPE (libfcgi leaked 48 bytes on each)") {
+        auto c = refused(record(200, "", 0, 0));
+        auto answer = parse(c.answer);
+        REQUIRE(answer.size() == 1);
+        CHECK(answer[0].type == 11);
+        CHECK(answer[0].content == "\xc8\0\0\0\0\0\0\0"s);
+        refused(begin + record(77, "xyz", 0, 0));  // inside the params too
+    }
+    SUBCASE("param lengths past what came (libfcgi aborts past INT_MAX, allocates up to 2 GiB below)") {
+        refused(begin + record(params, long_length(0x40000000) + long_length(0x40000000) + "x") + record(params, ""));
+        refused(begin + record(params, long_length(0x7ffffff0) + "\x01" "ab") + record(params, ""));
+        refused(begin + record(params, "\x05\x01" "abcde") + record(params, ""));  // one byte short
+        refused(begin + record(params, "\x05") + record(params, ""));             // no value length
+        refused(begin + record(params, long_length(3).substr(0, 2)) + record(params, ""));
+        CHECK(check(begin + record(params, "\x05\x01" "abcdef") + record(params, "")).verdict == Verdict::ready);
+    }
+    SUBCASE("padding after FCGI_BEGIN_REQUEST, which libfcgi reads as records") {
+        auto hidden = record(get_values, "\x0e\x00" "FCGI_MAX_CONNS"s, 0, 0);
+        REQUIRE(hidden.size() <= 255);
+        std::string padded = begin;
+        padded[6] = static_cast<char>(hidden.size());
+        refused(padded + hidden + record(params, "") + record(stdin_, ""));
+        refused(record(begin_request, responder, 8) + record(params, ""));
+    }
+    SUBCASE("padding after the empty FCGI_PARAMS, which libfcgi would read as records too") {
+        refused(begin + record(params, "", 8) + record(stdin_, ""));
+    }
+    SUBCASE("roles other than responder get FCGI_END_REQUEST with FCGI_UNKNOWN_ROLE") {
+        auto c = refused(record(begin_request, std::string("\0\2\0\0\0\0\0\0", 8)) + record(params, ""));
+        auto answer = parse(c.answer);
+        REQUIRE(answer.size() == 1);
+        CHECK(answer[0].type == 3);
+        CHECK(answer[0].content == "\0\0\0\0\3\0\0\0"s);
+    }
+    SUBCASE("a malformed FCGI_BEGIN_REQUEST, or none first") {
+        refused(record(begin_request, responder.substr(0, 7)));
+        refused(record(begin_request, responder, 0, 0));  // request id 0
+        refused(record(params, "") + head);
+    }
+    SUBCASE("records of another request or type in the middle") {
+        refused(begin + record(params, "", 0, 2));
+        refused(begin + record(stdin_, "x"));
+        refused(head + record(params, "x"));
+        refused(head + record(stdin_, "x", 0, 9));
+        auto c = refused(begin + record(begin_request, responder, 0, 2));
+        auto answer = parse(c.answer);
+        REQUIRE(answer.size() == 1);
+        CHECK(answer[0].type == 3);
+        CHECK(answer[0].request_id == 2);
+        CHECK(answer[0].content == "\0\0\0\0\1\0\0\0"s);  // FCGI_CANT_MPX_CONN
+    }
+    SUBCASE("FCGI_ABORT_REQUEST before the body ended") {
+        CHECK(refused(head + record(abort_request, "")).answer.empty());
+    }
+}
+
+namespace {
+// Writes `bytes` into one end of a socketpair and lets libfcgi read the other, as the acceptor does.
+std::optional<fastsse::Connection> read_from(const std::string& bytes) {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    fastsse::UniqueFd ours(fds[0]);
+    REQUIRE(::send(ours.get(), bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()));
+    return fcgi::read_request(fastsse::UniqueFd(fds[1]));
+}
+}  // namespace
+
+TEST_CASE("read_request: libfcgi reads a checked head, and only the head") {
+    std::string pairs = "\x0e\x03REQUEST_METHODGET"s + "\x10\x05" "FASTSSE_PRODUCER" "clock"s +
+                        long_length(12) + long_length(5) + "QUERY_STRINGa=b&c";
+    auto bytes = record(begin_request, responder, 0, 0x1234) + record(params, pairs.substr(0, 20), 4, 0x1234) +
+                 record(params, pairs.substr(20), 3, 0x1234) + record(params, "", 0, 0x1234) +
+                 record(stdin_, "", 0, 0x1234);
+    auto c = fcgi::check_head(bytes, 1);
+    REQUIRE(c.verdict == Verdict::ready);
+    REQUIRE(FCGX_Init() == 0);  // main() calls it once, at start
+    auto connection = read_from(bytes);
+    REQUIRE(connection);
+    CHECK(connection->request_id == 0x1234);
+    CHECK(connection->request.method == "GET");
+    CHECK(connection->request.query == "a=b&c");
+    CHECK(connection->request.fastsse.at("producer") == "clock");
 }
