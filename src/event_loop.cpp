@@ -1,5 +1,6 @@
 #include "fastsse/event_loop.hpp"
 
+#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
@@ -10,6 +11,17 @@ namespace fastsse {
 
 namespace {
 [[noreturn]] void throw_errno(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
+
+template <class Fn>
+void guarded(Fn&& fn) noexcept {
+    try {
+        fn();
+    } catch (const std::exception& e) {
+        spdlog::error("bug: an event-loop callback threw: {}", e.what());
+    } catch (...) {
+        spdlog::error("bug: an event-loop callback threw");
+    }
+}
 }  // namespace
 
 Timer& Timer::operator=(Timer&& o) noexcept {
@@ -41,11 +53,11 @@ void EventLoop::add(int fd, uint32_t events, IoHandler* handler) {
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) throw_errno("epoll_ctl add");
 }
 
-void EventLoop::modify(int fd, uint32_t events, IoHandler* handler) {
+bool EventLoop::modify(int fd, uint32_t events, IoHandler* handler) noexcept {
     epoll_event ev{};
     ev.events = events;
     ev.data.ptr = handler;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) < 0) throw_errno("epoll_ctl mod");
+    return ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0;
 }
 
 void EventLoop::remove(int fd) noexcept { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
@@ -97,7 +109,7 @@ void EventLoop::run_timers() {
     while (!timers_.empty() && timers_.begin()->first.first <= limit) {
         auto node = timers_.extract(timers_.begin());
         timer_deadlines_.erase(node.key().second);
-        node.mapped()();
+        guarded(node.mapped());
     }
 }
 
@@ -107,7 +119,7 @@ void EventLoop::run_posted() {
         std::lock_guard lock(posted_mutex_);
         batch.swap(posted_);
     }
-    for (auto& fn : batch) fn();
+    for (auto& fn : batch) guarded(fn);
 }
 
 void EventLoop::run() {
@@ -120,7 +132,7 @@ void EventLoop::run() {
         now_ = Clock::now();
         for (int i = 0; i < n; ++i) {
             if (auto* handler = static_cast<IoHandler*>(events[i].data.ptr)) {
-                handler->on_io(events[i].events);
+                guarded([&] { handler->on_io(events[i].events); });
             } else {
                 uint64_t count;
                 [[maybe_unused]] auto r = ::read(wake_.get(), &count, sizeof count);

@@ -182,7 +182,8 @@ void Stream::flush() {
 void Stream::watch_output(bool on) {
     if (on == watching_output_ || state_ == State::closed) return;
     watching_output_ = on;
-    loop_.modify(conn_.fd.get(), EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0u), this);
+    if (!loop_.modify(conn_.fd.get(), EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0u), this))
+        close(fmt::format("write error (epoll: {})", std::strerror(errno)));
 }
 
 void Stream::on_io(uint32_t events) {

@@ -51,8 +51,9 @@ public:
     EventLoop(const EventLoop&) = delete;
     EventLoop& operator=(const EventLoop&) = delete;
 
-    void add(int fd, uint32_t events, IoHandler* handler);
-    void modify(int fd, uint32_t events, IoHandler* handler);
+    void add(int fd, uint32_t events, IoHandler* handler);  // throws std::system_error
+    // false (errno set) when the kernel refuses: the caller's descriptor is then of no more use.
+    [[nodiscard]] bool modify(int fd, uint32_t events, IoHandler* handler) noexcept;
     void remove(int fd) noexcept;
 
     // Runs fn once at `when`; keep the Timer alive for as long as the call should happen.
@@ -64,7 +65,8 @@ public:
     // Runs fn on the loop's thread after the current callback returns. Safe from any thread.
     void post(std::function<void()> fn);
 
-    // Runs until stop(); rethrows nothing: a callback that throws is a bug and terminates.
+    // Runs until stop(). A callback that throws is a bug: it is logged, and the loop goes on, so
+    // that one stream's bug does not end every other stream.
     void run();
     void stop() noexcept;  // loop's thread only
 

@@ -48,6 +48,9 @@ public:
     virtual ~Producer() = default;
     // The options a location may set as FASTSSE_<NAME> params.
     virtual std::span<const OptionSpec> options() const = 0;
+    // Checks what open() would check, starting nothing: a HEAD request gets the answer a GET would.
+    // Throws as open() does; the default accepts everything.
+    virtual void check(const StreamStart& start) const { (void)start; }
     // Starts the work for one stream. May throw RequestError (an HTTP error before any header went
     // out) or OptionError; may call sink.send() at once (those events follow the headers).
     virtual std::unique_ptr<Subscription> open(Sink& sink, const StreamStart& start) = 0;

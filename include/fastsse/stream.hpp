@@ -17,6 +17,7 @@ struct StreamLimits {
     std::chrono::seconds heartbeat{15};       // a comment after this long without output
     size_t max_buffer = 256 * 1024;           // bytes queued for a slow client before it is dropped
     std::chrono::seconds write_timeout{30};   // a client that takes nothing for this long is dropped
+    std::chrono::milliseconds retry{3000};    // the retry: hint when the server ends the stream
 };
 
 class Stream;
@@ -58,6 +59,9 @@ public:
     // Sink
     void send(const Event& event) override;
     void finish(std::optional<std::chrono::milliseconds> retry) override;
+
+    // The server is shutting down: the stream ends with its location's retry: hint.
+    void shut_down() { finish(limits_.retry); }
 
     // Called about once a second: heartbeats, and dropping clients stalled past the write timeout.
     void sweep(EventLoop::Clock::time_point now);

@@ -155,13 +155,17 @@ ClockProducer::~ClockProducer() = default;
 
 std::span<const OptionSpec> ClockProducer::options() const { return clock_options; }
 
-std::unique_ptr<Subscription> ClockProducer::open(Sink& sink, const StreamStart& start) {
-    const auto& name = start.options.text("event");
+void ClockProducer::check(const StreamStart& start) const {
     try {
-        check_field("name", name);
+        check_field("name", start.options.text("event"));
     } catch (const EventError& e) {
         throw OptionError(fmt::format("event: {}", e.what()));
     }
+}
+
+std::unique_ptr<Subscription> ClockProducer::open(Sink& sink, const StreamStart& start) {
+    check(start);
+    const auto& name = start.options.text("event");
     Key key{start.options.integer("interval"), name, start.options.text("format")};
     auto it = tickers_.find(key);
     if (it == tickers_.end()) it = tickers_.emplace(key, std::make_unique<Ticker>(*this, key)).first;

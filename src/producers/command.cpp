@@ -445,13 +445,16 @@ size_t CommandProducer::running(const std::string& command) const {
     return n;
 }
 
-std::unique_ptr<Subscription> CommandProducer::open(Sink& sink, const StreamStart& start) {
+std::pair<const CommandSpec&, std::vector<std::string>> CommandProducer::resolve(const StreamStart& start) const {
     const auto& name = start.options.text("command");
     if (name.empty()) throw OptionError("FASTSSE_COMMAND: name the command to run");
     auto it = commands_.find(name);
     if (it == commands_.end()) throw RequestError(404, fmt::format("No command named '{}'.", name));
-    const auto& spec = it->second;
-    auto argv = command_argv(spec, start.query);  // 400 before anything starts
+    return {it->second, command_argv(it->second, start.query)};
+}
+
+std::unique_ptr<Subscription> CommandProducer::open(Sink& sink, const StreamStart& start) {
+    auto [spec, argv] = resolve(start);  // 404 or 400 before anything starts
 
     Run* run = nullptr;
     if (spec.shared) {

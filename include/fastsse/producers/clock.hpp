@@ -16,6 +16,7 @@ public:
     explicit ClockProducer(EventLoop& loop);
     ~ClockProducer() override;
     std::span<const OptionSpec> options() const override;
+    void check(const StreamStart& start) const override;
     std::unique_ptr<Subscription> open(Sink& sink, const StreamStart& start) override;
 
     size_t timers() const { return tickers_.size(); }  // for tests: shared timers in use

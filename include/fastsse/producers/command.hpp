@@ -84,6 +84,7 @@ public:
     void set_commands(std::map<std::string, CommandSpec> commands) { commands_ = std::move(commands); }
     ~CommandProducer() override;
     std::span<const OptionSpec> options() const override;
+    void check(const StreamStart& start) const override { resolve(start); }
     std::unique_ptr<Subscription> open(Sink& sink, const StreamStart& start) override;
     // Ends every run at once, lingering shared ones included (fastsse's shutdown).
     void stop_runs();
@@ -93,6 +94,8 @@ public:
 
 private:
     friend class Run;
+    // The command a request names and its argv; throws RequestError (404, 400) or OptionError.
+    std::pair<const CommandSpec&, std::vector<std::string>> resolve(const StreamStart& start) const;
     void release(Run* run);  // destroys a run no stream watches any more (later, on the loop)
     size_t running(const std::string& command) const;
 
