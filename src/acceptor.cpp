@@ -40,6 +40,7 @@ public:
             if (!check.answer.empty())
                 [[maybe_unused]] auto sent = ::send(fd_.get(), check.answer.data(), check.answer.size(),
                                                     MSG_NOSIGNAL | MSG_DONTWAIT);
+            fastcgi::drain_input(fd_.get());
             return owner_.finished(*this, std::nullopt);
         }
         if (check.verdict == Verdict::incomplete) {

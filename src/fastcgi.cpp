@@ -2,6 +2,7 @@
 
 #include <fcgiapp.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -51,6 +52,13 @@ void append_end(std::string& out, uint16_t request_id) {
     // FCGI_EndRequestBody: appStatus (4 bytes) = 0, protocolStatus, 3 reserved.
     const char body[8] = {0, 0, 0, 0, static_cast<char>(request_complete), 0, 0, 0};
     out.append(body, sizeof body);
+}
+
+void drain_input(int fd) noexcept {
+    char buf[16 * 1024];
+    // A peer that keeps sending gets its reset: the bound keeps it from holding the loop here.
+    for (int i = 0; i < 64 && ::recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; ++i) {
+    }
 }
 
 namespace {

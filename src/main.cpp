@@ -8,7 +8,10 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "fastsse/event_loop.hpp"
+#include "fastsse/log.hpp"
 #include "fastsse/process.hpp"
 #include "fastsse/producers/clock.hpp"
 #include "fastsse/producers/command.hpp"
@@ -17,23 +20,27 @@
 
 namespace {
 
-void setup_logging(const std::string& level) {
-    auto logger = spdlog::stderr_logger_mt("fastsse");
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
-    logger->set_level(spdlog::level::from_str(level));
-    logger->flush_on(spdlog::level::trace);
-    spdlog::set_default_logger(logger);
-}
-
-// Each stream costs one descriptor: take all the kernel allows (the soft limit is often 1024).
-void raise_descriptor_limit() {
+// Each stream costs one descriptor: take all the kernel allows (the soft limit is often 1024), and
+// say how many streams that holds, so that max_streams above it is found at start, not under load.
+void raise_descriptor_limit(size_t max_streams) {
     rlimit lim{};
     if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
         lim.rlim_cur = lim.rlim_max;
         ::setrlimit(RLIMIT_NOFILE, &lim);
     }
     ::getrlimit(RLIMIT_NOFILE, &lim);
-    spdlog::info("descriptor limit {}", static_cast<unsigned long long>(lim.rlim_cur));
+    auto limit = static_cast<unsigned long long>(lim.rlim_cur);
+    // What is open now, and some for connections sending their heads and commands' pipes.
+    auto in_use = static_cast<unsigned long long>(std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
+                                                                std::filesystem::directory_iterator{}));
+    auto reserve = in_use + 32;
+    auto room = limit > reserve ? limit - reserve : 0;
+    if (max_streams > room)
+        spdlog::warn("max_streams {} is more than the descriptor limit {} allows: about {} streams fit "
+                     "(one descriptor each; beyond, new connections wait until descriptors are free)",
+                     max_streams, limit, room);
+    else
+        spdlog::info("descriptor limit {}: room for about {} streams (max_streams {})", limit, room, max_streams);
 }
 
 }  // namespace
@@ -85,7 +92,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     spdlog::info("fastsse {} starting (pid {})", FASTSSE_VERSION, ::getpid());
-    raise_descriptor_limit();
+    raise_descriptor_limit(settings.max_streams);
     spdlog::info("listening on {}", listener->address());
     try {
         Server server(loop, registry, settings, listener->fd());

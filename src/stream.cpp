@@ -17,14 +17,6 @@ namespace {
 constexpr std::string_view opening_comment = ": fastsse stream open\n\n";
 constexpr std::string_view heartbeat_comment = ": heartbeat\n\n";
 
-// Closing a socket with unread input makes TCP send a reset, which can destroy the response still
-// in flight to the web server; read what is there first.
-void drain(int fd) {
-    char buf[4096];
-    while (::recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
-    }
-}
-
 }  // namespace
 
 std::string_view status_text(int status) {
@@ -50,7 +42,7 @@ void send_response(Connection& c, int status, std::string_view extra_headers, st
     fastcgi::append_end(out, c.request_id);
     // A fresh connection's send buffer is empty and this is well under a kilobyte: one write.
     [[maybe_unused]] auto n = ::send(c.fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    drain(c.fd.get());
+    fastcgi::drain_input(c.fd.get());
     c.fd.reset();
 }
 
@@ -62,7 +54,7 @@ Stream::Stream(EventLoop& loop, StreamOwner& owner, uint64_t id, Connection conn
 Stream::~Stream() {
     work_.reset();  // stop the producer's work first: it may still hold this Sink
     if (state_ != State::closed) loop_.remove(conn_.fd.get());
-    if (conn_.fd) drain(conn_.fd.get());
+    if (conn_.fd) fastcgi::drain_input(conn_.fd.get());
 }
 
 void Stream::begin(std::unique_ptr<Subscription> work) {

@@ -25,6 +25,10 @@ void append_stdout(std::string& out, uint16_t request_id, std::string_view conte
 // Appends the end of a response: an empty FCGI_STDOUT record, then FCGI_END_REQUEST.
 void append_end(std::string& out, uint16_t request_id);
 
+// Reads (and drops) what the peer sent and we did not read, up to a bound, before the socket is
+// closed: closing with unread input sends a reset, which destroys the answer still in flight.
+void drain_input(int fd) noexcept;
+
 }  // namespace fastcgi
 
 // One request whose params have been read, the connection now the event loop's.

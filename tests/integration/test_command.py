@@ -440,6 +440,18 @@ def test_unknown_command_is_404(cmd):
     assert r.text == "No command named 'no-such-command'.\n"
 
 
+@pytest.mark.parametrize("query, status", [("cmd=no-such-command", 404), ("cmd=args&v=%3Bid", 400),
+                                           ("cmd=args", 400), ("cmd=args&v=ok", 200)],
+                         ids=["unknown-command", "bad-param", "missing-param", "good"])
+def test_head_answers_as_get_would_and_starts_nothing(cmd, query, status):
+    cmd.wait_no_children()
+    started_before = len(cmd.started("args"))
+    r = get(cmd.port, "/t/cmd?" + query, ES, method="HEAD")
+    assert r.status == status, r.describe()
+    assert len(cmd.started("args")) == started_before
+    assert children_of(cmd.fs.pid) == []
+
+
 def test_parameter_value_is_exactly_one_argv_element(cmd, client):
     s, info = run_to_exit(cmd, client, cmd_path("args", "v=hello+world.%20two&x=-5"))
     assert info["code"] == 0, info
