@@ -136,6 +136,7 @@ struct Fixture {
     std::unique_ptr<Stream> stream;
     bool work_destroyed = false;
     uint16_t request_id = 1;
+    int stream_fd = -1;  // the Stream's end of the socketpair (the Stream owns it)
 
     explicit Fixture(fastsse::StreamLimits limits = {}, uint16_t rid = 1, int sndbuf = 0) : request_id(rid) {
         int fds[2];
@@ -145,6 +146,7 @@ struct Fixture {
         ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
         fastsse::Connection c;
         c.fd = UniqueFd(fds[0]);
+        stream_fd = fds[0];
         c.request_id = rid;
         c.request.method = "GET";
         stream = std::make_unique<Stream>(loop, owner, 7, std::move(c), limits, "test /events");
@@ -587,6 +589,18 @@ TEST_CASE("Stream: a slow client is dropped once its queue passes the limit") {
 
     f.stream.reset();
     CHECK(f.work_destroyed);
+}
+
+TEST_CASE("Stream: a descriptor epoll refuses to watch closes the stream, and nothing throws") {
+    // Before, EventLoop::modify threw out of the stream's write path, out of the loop's callback,
+    // and ended the process with every other stream.
+    Fixture f({}, 1, 4096);
+    f.begin();
+    f.loop.remove(f.stream_fd);  // epoll_ctl(MOD) now fails with ENOENT
+    std::string payload(64 * 1024, 'p');  // more than the socket takes: the stream must watch for output
+    CHECK_NOTHROW(f.stream->send(data_event(payload)));
+    REQUIRE(f.owner.retired == std::vector<uint64_t>{7});
+    CHECK(f.log.text().find("stream 7 closed: write error (epoll: No such file or directory)") != std::string::npos);
 }
 
 TEST_CASE("Stream: an event larger than the queue limit reaches a client that keeps up (one record)") {
