@@ -27,6 +27,12 @@ public:
     EventLoop::Clock::time_point since() const { return since_; }
 
     void on_io(uint32_t events) override {
+        // Each look copies and checks everything sent so far: a peer sending its head a few bytes at
+        // a time would make that quadratic. Web servers send it in one or two writes.
+        if (++looks_ > max_looks) {
+            spdlog::warn("refused a connection: its request head came in more than {} pieces", max_looks);
+            return owner_.finished(*this, std::nullopt);
+        }
         // Look without taking: libfcgi reads the bytes itself once they are all there, and checked.
         static std::array<char, 128 * 1024> peek;
         ssize_t n = ::recv(fd_.get(), peek.data(), peek.size(), MSG_PEEK | MSG_DONTWAIT);
@@ -62,9 +68,12 @@ public:
     }
 
 private:
+    static constexpr int max_looks = 64;
+
     Acceptor& owner_;
     UniqueFd fd_;
     EventLoop::Clock::time_point since_;
+    int looks_ = 0;
 };
 
 Acceptor::Acceptor(EventLoop& loop, int listen_fd, size_t max_conns, std::function<void(Connection)> on_request)

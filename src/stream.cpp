@@ -184,8 +184,10 @@ void Stream::on_io(uint32_t events) {
     if (events & (EPOLLIN | EPOLLRDHUP)) {
         // The web server sends nothing more we need (an empty FCGI_STDIN, perhaps FCGI_ABORT_REQUEST);
         // end of input means it closed the connection because the client left.
+        // A bounded amount per wake-up: a peer that keeps sending must not hold the loop here (the
+        // descriptor stays readable, so the rest is read on the next round).
         char buf[4096];
-        for (;;) {
+        for (int reads = 0; reads < 16; ++reads) {
             ssize_t n = ::recv(conn_.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
             if (n > 0) continue;
             if (n == 0) return close("client gone");

@@ -205,3 +205,21 @@ def test_out_of_descriptors_pauses_accepting(paths, workdir):
         for s in idle:
             s.close()
         fs.stop()
+
+
+def test_head_sent_a_byte_at_a_time_is_refused(fastsse):
+    # Each look at a connection copies and checks all it sent so far: a head trickled in byte by
+    # byte would cost the loop quadratic work. Web servers send it in one or two writes.
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    peer.connect(sock_path(fastsse))
+    try:
+        for b in request_bytes(CLOCK)[:150]:
+            try:
+                peer.send(bytes([b]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.002)
+        fastsse.wait_for_log(r" warning refused a connection: its request head came in more than 64 pieces")
+    finally:
+        peer.close()
+    assert_still_serving(fastsse)
