@@ -126,3 +126,16 @@ def test_unknown_param_is_500_naming_it(shared):
     r = get(shared.port, "/t/unknown-param", {"Accept": "text/event-stream"})
     assert_plain_error(r, 500)
     assert "FASTSSE_INTERVL" in r.text, r.text
+
+
+def test_client_values_cannot_forge_log_lines(shared, client, tag):
+    # lastEventId is percent-decoded from the query; before, it reached the log raw: a line of the
+    # client's own and a terminal escape sequence.
+    forged = "2026-11-30T00:00:00.000 info stream 1 closed: forged-" + tag
+    s = client(shared, f"/events/clock?{tag}&lastEventId=5%0A{forged.replace(' ', '%20')}%0D%1B[2J",
+               {"Accept": "text/event-stream"})
+    s.wait_events(1, timeout=3)
+    shared.fastsse.wait_for_log(r" info stream \d+ opened: .*" + re.escape(tag) + r".*last-event-id=5\\n2026")
+    log = shared.fastsse.log()
+    assert "\x1b" not in log
+    assert not re.search(r"^" + re.escape(forged), log, re.M)
