@@ -30,8 +30,7 @@ public:
         // Each look copies and checks everything sent so far: a peer sending its head a few bytes at
         // a time would make that quadratic. Web servers send it in one or two writes.
         if (++looks_ > max_looks) {
-            spdlog::warn("refused a connection: its request head came in more than {} pieces", max_looks);
-            return owner_.finished(*this, std::nullopt);
+            return owner_.refuse(*this, fmt::format("its request head came in more than {} pieces", max_looks));
         }
         // Look without taking: libfcgi reads the bytes itself once they are all there, and checked.
         static std::array<char, 128 * 1024> peek;
@@ -42,17 +41,15 @@ public:
         auto check = fastcgi::check_head(std::string_view(peek.data(), n > 0 ? n : 0), owner_.max_conns_);
         using Verdict = fastcgi::HeadCheck::Verdict;
         if (check.verdict == Verdict::refused) {
-            spdlog::warn("refused a connection: {}", check.reason);
             if (!check.answer.empty())
                 [[maybe_unused]] auto sent = ::send(fd_.get(), check.answer.data(), check.answer.size(),
                                                     MSG_NOSIGNAL | MSG_DONTWAIT);
             fastcgi::drain_input(fd_.get());
-            return owner_.finished(*this, std::nullopt);
+            return owner_.refuse(*this, check.reason);
         }
         if (check.verdict == Verdict::incomplete) {
             if (full) {
-                spdlog::warn("refused a connection: its request head exceeds {} bytes", peek.size());
-                return owner_.finished(*this, std::nullopt);
+                return owner_.refuse(*this, fmt::format("its request head exceeds {} bytes", peek.size()));
             }
             if (ended) owner_.finished(*this, std::nullopt);
             return;
@@ -158,14 +155,24 @@ void Acceptor::finished(Pending& pending, std::optional<Connection> connection) 
     }
 }
 
+void Acceptor::refuse(Pending& pending, std::string_view reason) {
+    // One line per refusal, up to a bound per second: whoever floods the socket with bad requests
+    // does not flood the log too.
+    if (++refusals_ <= max_refusals_logged) spdlog::warn("refused a connection: {}", reason);
+    finished(pending, std::nullopt);
+}
+
 void Acceptor::drop_stale() {
+    if (refusals_ > max_refusals_logged)
+        spdlog::warn("refused {} more connections in the last second (not logged one by one)",
+                     refusals_ - max_refusals_logged);
+    refusals_ = 0;
     auto now = loop_.now();
     std::vector<Pending*> stale;
     for (auto& [key, p] : pending_)
         if (now - p->since() >= head_timeout) stale.push_back(key);
     for (auto* p : stale) {
-        spdlog::warn("dropped a connection that sent no complete request in {} s", head_timeout.count());
-        finished(*p, std::nullopt);
+        refuse(*p, fmt::format("it sent no complete request in {} s", head_timeout.count()));
     }
     stale_timer_ = loop_.call_after(std::chrono::seconds(1), [this] { drop_stale(); });
 }

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <unordered_map>
 
 #include "fastsse/event_loop.hpp"
@@ -39,10 +40,14 @@ private:
     void pause(int error);
     void drop_stale();
     void finished(Pending& pending, std::optional<Connection> connection);
+    void refuse(Pending& pending, std::string_view reason);  // logs (within a bound), then closes
 
     EventLoop& loop_;
     int listen_fd_;
+    static constexpr int max_refusals_logged = 20;  // each second (drop_stale's round)
+
     size_t max_conns_;
+    int refusals_ = 0;
     bool listening_ = true;
     bool paused_ = false;
     // Set while accept() fails (for want of descriptors, mostly): one log line per episode.

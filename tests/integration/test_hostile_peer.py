@@ -134,6 +134,9 @@ def test_unknown_management_records_leak_nothing(fastsse):
         assert answer == [(FCGI_UNKNOWN_TYPE, 0, b"\xc8" + bytes(7))], answer[:3]
     grown = rss_kb(fastsse.pid) - before
     assert grown < 4096, f"fastsse grew by {grown} kB"
+    # 205 refusals in a second or two: a bounded number logged one by one, the rest counted.
+    fastsse.wait_for_log(r" warning refused \d+ more connections in the last second \(not logged one by one\)")
+    assert len(re.findall(r" refused a connection: ", fastsse.log())) < 100
     assert_still_serving(fastsse)
 
 

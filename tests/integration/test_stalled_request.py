@@ -71,7 +71,7 @@ def test_stalled_connection_is_dropped_after_the_head_timeout(make_stack):
     stalled = stall(stack, baseline, "unix")
     try:
         # Acceptor::head_timeout is 5 s; the stale check runs every second.
-        stack.fastsse.wait_for_log(r"warning dropped a connection that sent no complete request in 5 s", timeout=8)
+        stack.fastsse.wait_for_log(r"warning refused a connection: it sent no complete request in 5 s", timeout=8)
         wait_until(lambda: stack.fastsse.fd_count() == baseline, 2, "the stalled connection's descriptor to be freed")
         stalled.settimeout(2)
         try:
