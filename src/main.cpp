@@ -84,7 +84,8 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "fastsse: {}\n", e.what());
         return 1;
     }
-    spdlog::info("fastsse {} starting (pid {})", FASTSSE_VERSION, ::getpid());
+    spdlog::info("fastsse {} starting (pid {}, guardian of its commands: pid {})", FASTSSE_VERSION, ::getpid(),
+                 children.guardian_pid());
     raise_descriptor_limit();
     spdlog::info("listening on {}", listener->address());
     try {
