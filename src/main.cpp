@@ -42,10 +42,11 @@ int main(int argc, char** argv) {
     using namespace fastsse;
 
     // Before anything else (and any thread): these signals are read from signalfds, never handled
-    // asynchronously. Children get the default mask and dispositions back (process.cpp).
+    // asynchronously. Children get the default mask and dispositions back (process.cpp). SIGHUP,
+    // whose default would kill us with every stream, is logged and ignored until reload exists.
     sigset_t signals;
     sigemptyset(&signals);
-    for (int sig : {SIGTERM, SIGINT, SIGCHLD}) sigaddset(&signals, sig);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&signals, sig);
     ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     EventLoop loop;
