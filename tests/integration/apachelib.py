@@ -266,7 +266,8 @@ class FcgidFastsse:
         return int(m[0].group(1))
 
     def pids(self) -> list[int]:
-        """The fastsse processes running now (zombies excluded)."""
+        """The fastsse processes running now (zombies excluded, and each one's guardian: a fork of
+        fastsse, with the same exe, named fastsse-guard)."""
         out = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
@@ -277,7 +278,7 @@ class FcgidFastsse:
                 stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
-            if stat[stat.rindex(")") + 2] != "Z":
+            if stat[stat.rindex(")") + 2] != "Z" and not stat.startswith(f"{entry} (fastsse-guard) "):
                 out.append(int(entry))
         return sorted(out)
 
