@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     spdlog::info("fastsse {} starting (pid {}, guardian of its commands: pid {})", FASTSSE_VERSION, ::getpid(),
-                 children.guardian_pid());
+                 children.guardian().pid());
     raise_descriptor_limit();
     spdlog::info("listening on {}", listener->address());
     try {

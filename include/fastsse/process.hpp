@@ -48,6 +48,8 @@ public:
     // fastsse ended its groups itself: the guardian exits without killing anything.
     void stand_down() noexcept;
     pid_t pid() const noexcept { return pid_; }
+    size_t queued() const noexcept { return pending_.size(); }  // bytes waiting for room in the pipe
+    bool watching() const noexcept { return bool(pipe_); }       // false once stood down, or gone
 
     void on_io(uint32_t events) override;
 
@@ -96,7 +98,7 @@ public:
     // SIGKILL; reaps all and stands the guardian down.
     void stop_all(std::chrono::milliseconds grace);
 
-    pid_t guardian_pid() const noexcept { return guardian_.pid(); }
+    const Guardian& guardian() const noexcept { return guardian_; }
 
     void on_io(uint32_t events) override;
 

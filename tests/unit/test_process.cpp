@@ -571,7 +571,7 @@ TEST_CASE("the guardian: not our child, in a session of its own, gone once stop_
     pid_t guardian = -1;
     {
         Harness h;
-        guardian = h.children.guardian_pid();
+        guardian = h.children.guardian().pid();
         REQUIRE(guardian > 0);
         // No descriptor of ours but its pipe, once it has set itself up: 0 and 1 are /dev/null,
         // 2 our stderr (its log), 3 the pipe.
@@ -629,4 +629,42 @@ TEST_CASE("the guardian: after a stand-down it kills nothing") {
     }
     CHECK(eventually([&] { return ended(guardian); }));
     CHECK(reap_within(watched, 0ms) == -1);
+}
+
+TEST_CASE("the guardian: a full pipe never blocks; what it did not take follows, in order") {
+    SigchldBlocked blocked;
+    fastsse::EventLoop loop;
+    pid_t watched = group_leader();
+    pid_t guardian = -1;
+    {
+        fastsse::Guardian g(loop);
+        guardian = g.pid();
+        REQUIRE(::kill(guardian, SIGSTOP) == 0);  // it reads nothing: the pipe fills
+        // Far more than a pipe holds (64 KiB): ids no process can have, then the one that counts.
+        const pid_t none = 999999999;
+        for (int i = 0; i < 20000; ++i) {
+            g.watch(none);
+            g.release(none);
+        }
+        g.watch(watched);
+        CHECK(g.queued() > 0);
+        REQUIRE(::kill(guardian, SIGCONT) == 0);
+        CHECK(fastsse_test::run_loop_until(loop, [&] { return g.queued() == 0; }, 5s));
+    }  // the pipe's end: the last message must have arrived
+    int status = reap_within(watched, 5s);
+    CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));
+    CHECK(eventually([&] { return ended(guardian); }));
+}
+
+TEST_CASE("the guardian killed: fastsse notices (an error line), and commands still run") {
+    Harness h;
+    auto old_pipe = ::signal(SIGPIPE, SIG_IGN);  // as main() does: a write to it would fail, not kill us
+    pid_t guardian = h.children.guardian().pid();
+    REQUIRE(::kill(guardian, SIGKILL) == 0);
+    CHECK(h.run_until([&] { return !h.children.guardian().watching(); }));
+    auto w = h.run(sh("echo still"));
+    CHECK(w.out->text == "still\n");
+    h.children.stop_all(0ms);
+    CHECK(no_children());
+    ::signal(SIGPIPE, old_pipe);
 }
