@@ -62,7 +62,6 @@ void guardian_log(const std::string& what) {
     // does not reach it. Nor do these signals meant for fastsse (systemd's SIGTERM to every process of
     // the unit): it ends when fastsse does, and SIGKILL still ends it.
     ::setsid();
-    ::prctl(PR_SET_NAME, "fastsse-guard");
     for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGUSR1, SIGUSR2, SIGTTOU}) ::signal(sig, SIG_IGN);
     sigset_t none;
     sigemptyset(&none);
@@ -129,6 +128,7 @@ Guardian::Guardian(EventLoop& loop) : loop_(loop) {
     if (subreaper) ::prctl(PR_SET_CHILD_SUBREAPER, 0);
     pid_t middle = ::fork();
     if (middle == 0) {
+        ::prctl(PR_SET_NAME, "fastsse-guard");  // the guardian's name from its first moment
         pid_t guardian = ::fork();
         if (guardian == 0) guard(read_end.get(), fastsse);
         int report[2] = {guardian, errno};
