@@ -49,10 +49,11 @@ int main(int argc, char** argv) {
     using namespace fastsse;
 
     // Before anything else (and any thread): these signals are read from signalfds, never handled
-    // asynchronously. Children get the default mask and dispositions back (process.cpp).
+    // asynchronously. Children get the default mask and dispositions back (process.cpp). SIGHUP,
+    // whose default would kill us with every stream, is logged and ignored until reload exists.
     sigset_t signals;
     sigemptyset(&signals);
-    for (int sig : {SIGTERM, SIGINT, SIGCHLD}) sigaddset(&signals, sig);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&signals, sig);
     ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     EventLoop loop;
@@ -91,7 +92,8 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "fastsse: {}\n", e.what());
         return 1;
     }
-    spdlog::info("fastsse {} starting (pid {})", FASTSSE_VERSION, ::getpid());
+    spdlog::info("fastsse {} starting (pid {}, guardian of its commands: pid {})", FASTSSE_VERSION, ::getpid(),
+                 children.guardian().pid());
     raise_descriptor_limit(settings.max_streams);
     spdlog::info("listening on {}", listener->address());
     try {

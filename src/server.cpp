@@ -103,7 +103,7 @@ Listener::~Listener() {
     if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
 }
 
-// SIGTERM and SIGINT through a signalfd: no code runs in a signal handler.
+// SIGTERM, SIGINT and SIGHUP through a signalfd: no code runs in a signal handler.
 class Server::Signals final : public IoHandler {
 public:
     Signals(EventLoop& loop, std::function<void(int)> on_signal) : loop_(loop), on_signal_(std::move(on_signal)) {
@@ -111,6 +111,7 @@ public:
         sigemptyset(&set);
         sigaddset(&set, SIGTERM);
         sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
         fd_ = UniqueFd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
         if (!fd_) fail("signalfd");
         loop_.add(fd_.get(), EPOLLIN, this);
@@ -141,6 +142,9 @@ Server::~Server() = default;
 
 void Server::run() {
     signals_ = std::make_unique<Signals>(loop_, [this](int signo) {
+        if (signo == SIGHUP)
+            return spdlog::warn("received SIGHUP: ignored, the streams go on (fastsse cannot reload its settings: "
+                                "restart it to apply new ones)");
         spdlog::info("received {}", signo == SIGTERM ? "SIGTERM" : "SIGINT");
         shut_down();
     });

@@ -266,8 +266,9 @@ class FcgidFastsse:
         return int(m[0].group(1))
 
     def pids(self) -> list[int]:
-        """The fastsse processes running now (zombies excluded)."""
-        out = []
+        """The fastsse processes running now (zombies excluded). Each one's guardian is a fork with the
+        same exe: named fastsse-guard, and during its double fork a child of fastsse; both left out."""
+        found = {}
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -277,9 +278,10 @@ class FcgidFastsse:
                 stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
-            if stat[stat.rindex(")") + 2] != "Z":
-                out.append(int(entry))
-        return sorted(out)
+            fields = stat[stat.rindex(")") + 2:].split()
+            if fields[0] != "Z" and not stat.startswith(f"{entry} (fastsse-guard) "):
+                found[int(entry)] = int(fields[1])
+        return sorted(pid for pid, ppid in found.items() if ppid not in found)
 
     def connections(self) -> dict[int, int]:
         """For each fastsse process, how many FastCGI connections it holds (its listening socket,

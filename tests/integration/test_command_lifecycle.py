@@ -13,7 +13,7 @@ import pytest
 
 from commandlib import (CMD_NGINX_CONF, ES, PATH_ENV, cmd_path, descendants, proc_state, script, started_lines,
                         thread_count, write_config)
-from fastsse_testlib import HttpStream, Retry, get, wait_until
+from fastsse_testlib import FcgiRequest, HttpStream, Retry, _stat_fields, get, kill_if_same, wait_until
 
 
 def run_fastsse(paths, *args, timeout=2.0) -> subprocess.CompletedProcess:
@@ -233,3 +233,48 @@ def test_sigterm_ends_a_lingering_shared_run_with_the_others(make_stack, workdir
     log = fs.log()
     assert re.search(rf" info command shared \(pid {pid}\) stopped: ", log), log[-1000:]
     assert log.rstrip().endswith(" info stopped"), log[-1000:]
+
+
+# ----------------------------------------------------------------------------------------------
+# SIGKILL
+
+
+def test_sigkill_of_fastsse_kills_every_command_and_its_group(make_stack, workdir):
+    # fastsse cannot act on SIGKILL: its guardian (a process of its own, told of each group) kills
+    # the groups when fastsse's end of their pipe closes. Outside systemd too: here nothing else
+    # would, the commands are in process groups of their own.
+    tree = script(workdir, "tree.sh", 'sleep 1000 &\necho "$$ $!"\nwait\n')
+    config = write_config(workdir / "fastsse.toml", {
+        "tree": {"argv": [tree], "env": PATH_ENV},
+        "shared": {"argv": [tree], "env": PATH_ENV, "shared": True},
+    })
+    stack = make_stack(["--config", str(config)], nginx_conf=CMD_NGINX_CONF)
+    fs = stack.fastsse
+    # Straight on fastsse's socket: nginx would log the upstream that vanished.
+    requests = [FcgiRequest(str(workdir / "fastsse.sock"), {
+        "REQUEST_METHOD": "GET", "REQUEST_URI": cmd_path(name), "QUERY_STRING": f"cmd={name}",
+        "HTTP_ACCEPT": "text/event-stream", "FASTSSE_PRODUCER": "command", "FASTSSE_COMMAND": name})
+        for name in ("tree", "shared")]
+    pids = {}
+    try:
+        for r in requests:
+            r.read_until(lambda r: re.search(rb"data: \d+ \d+\n", r.stdout), 3, "the command's pids")
+            for p in map(int, re.search(rb"data: (\d+) (\d+)\n", r.stdout).groups()):
+                pids[p] = _stat_fields(p)[19]  # start time: the cleanup below kills these processes only
+        assert len(pids) == 4  # each command and its sleep
+        assert set(descendants(fs.pid)) == set(pids)
+
+        fs.proc.kill()
+        fs.wait(timeout=2)
+        # Dead: gone, or a zombie (of init's, which here may never reap it).
+        wait_until(lambda: all(proc_state(p) in (None, "Z") for p in pids), 3,
+                   "every command and its group member to be killed")
+        guardian = int(re.search(r" guardian of its commands: pid (\d+)\)", fs.log()).group(1))
+        wait_until(lambda: proc_state(guardian) in (None, "Z"), 3, "the guardian to exit")
+        assert re.search(rf" warning guardian: fastsse \(pid {fs.pid}\) ended without stopping its commands: "
+                         r"killed 2 process group\(s\)$", fs.log(), re.M), fs.log()[-2000:]
+    finally:
+        for r in requests:
+            r.close()
+        for p, start in pids.items():  # what a failure left running
+            kill_if_same(p, start)

@@ -127,3 +127,31 @@ def test_signal_without_streams_exits_at_once(make_stack, signo):
     assert log.rstrip().endswith(" info stopped")
     assert not (stack.workdir / "fastsse.sock").exists()
 
+
+
+def test_sighup_is_logged_and_ignored_the_streams_go_on(make_stack, client):
+    # No reload yet: SIGHUP (a terminal's hangup, a `kill -HUP` meant as "reload") must not end
+    # fastsse and every stream with it, as its default action would.
+    stack = make_stack()
+    fs = stack.fastsse
+    s = client(stack, "/t/fast100?who=hup", ES)
+    s.wait_events(2, timeout=3)
+    sid = fs.stream_id("who=hup")
+    fs.signal(signal.SIGHUP)
+    fs.wait_for_log(r" warning received SIGHUP: ignored", timeout=2)
+    seen = len(s.events)
+    s.wait_events(seen + 3, timeout=3)
+    ids = [int(e.id) for e in s.events]
+    assert ids == list(range(1, len(ids) + 1)), ids  # the same stream, no gap, no reconnect
+    assert not s.retries, s.items[-5:]
+    assert fs.proc.poll() is None
+    # A second one: still nothing but its line.
+    fs.signal(signal.SIGHUP)
+    fs.wait_for_log(r" warning received SIGHUP: ignored", timeout=2, count=2)
+    s.wait_events(len(s.events) + 2, timeout=3)
+    r = get(stack.port, "/t/idle?who=after-hup", ES, method="HEAD")
+    assert r.status == 200, r.describe()
+    log = fs.log()
+    assert log.count("SIGHUP") == 2, log[-2000:]
+    assert f"stream {sid} closed" not in log and not s.eof, log[-2000:]
+    assert fs.proc.poll() is None

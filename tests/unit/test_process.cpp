@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
@@ -24,6 +25,7 @@
 #include <sstream>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "support.hpp"
@@ -491,4 +493,178 @@ TEST_CASE("the destructor kills and reaps whatever is left") {
     CHECK(gone(pid));
     CHECK(gone(grandchild));
     CHECK(no_children());
+}
+
+TEST_CASE("running_groups: a group counts until its last member is reaped, leader or not") {
+    // What the guardian is told: a group over is released at once, so that its id, free again, is
+    // never killed on fastsse's death.
+    Harness h;
+    auto a = h.run(sh("exit 0"));
+    CHECK(h.children.running_groups() == 0);
+    auto w = h.spawn(sh("sleep 100 >/dev/null 2>&1 & echo $!; exit 0"));
+    CHECK(h.children.running_groups() == 1);
+    REQUIRE(h.run_until([&] { return w.done(); }));
+    CHECK(h.children.running_groups() == 1);  // the leader is gone, its sleep is not
+    REQUIRE(::kill(w.first_pid(), SIGKILL) == 0);
+    REQUIRE(h.run_until([&] { return h.children.running_groups() == 0; }));
+    CHECK(gone(w.first_pid()));
+}
+
+TEST_CASE("stop_all ends a group whose leader is gone: the command's leftovers") {
+    Harness h;
+    auto w = h.spawn(sh("sleep 100 >/dev/null 2>&1 & echo $!; exit 0"));
+    REQUIRE(h.run_until([&] { return w.done(); }));
+    pid_t leftover = w.first_pid();
+    CHECK(::getpgid(leftover) == w.pid);
+    CHECK(h.children.alive() == 0);  // no command left to wait for, but its group is not over
+    h.children.stop_all(100ms);
+    CHECK(gone(leftover));
+    CHECK(no_children());
+}
+
+namespace {
+
+// The state letter in /proc/PID/stat, or 0 once the process is gone. The guardian is not our child:
+// once it exits it may stay a zombie of init's for a while (or for good, where pid 1 reaps nothing).
+char state_of(pid_t pid) {
+    auto fields = stat_fields(pid);
+    return fields.empty() ? 0 : fields[0][0];
+}
+bool ended(pid_t pid) { return state_of(pid) == 0 || state_of(pid) == 'Z'; }
+
+// Waits for a condition without a loop to run (the guardian works in its own process).
+bool eventually(const std::function<bool()>& done, std::chrono::milliseconds deadline = 5s) {
+    auto until = std::chrono::steady_clock::now() + deadline;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > until) return false;
+        std::this_thread::sleep_for(2ms);
+    }
+    return true;
+}
+
+// A process of ours leading a group of its own, as a command does; waits for a signal.
+pid_t group_leader() {
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::setpgid(0, 0);
+        for (;;) ::pause();
+    }
+    ::setpgid(pid, pid);  // both sides: the group exists once either has run
+    return pid;
+}
+
+// Its wait status, reaped; -1 if it is still running at the deadline (then it is killed and reaped).
+int reap_within(pid_t pid, std::chrono::milliseconds deadline) {
+    int status = 0;
+    if (!eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, deadline)) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+        return -1;
+    }
+    return status;
+}
+
+}  // namespace
+
+TEST_CASE("the guardian: not our child, in a session of its own, gone once stop_all stood it down") {
+    pid_t guardian = -1;
+    {
+        Harness h;
+        guardian = h.children.guardian().pid();
+        REQUIRE(guardian > 0);
+        // No descriptor of ours but its pipe, once it has set itself up: 0 and 1 are /dev/null,
+        // 2 our stderr (its log), 3 the pipe.
+        auto fds = [&] {
+            std::vector<std::string> out;
+            std::error_code ec;
+            for (auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(guardian) + "/fd", ec))
+                out.push_back(entry.path().filename().string());
+            std::sort(out.begin(), out.end());
+            return out;
+        };
+        CHECK(eventually([&] { return fds() == std::vector<std::string>{"0", "1", "2", "3"}; }));
+        CHECK(read_comm(guardian) == "fastsse-guard");
+        auto fields = stat_fields(guardian);
+        REQUIRE(fields.size() >= 5);
+        CHECK(std::stol(fields[1]) != ::getpid());  // its parent: init, or a subreaper above us
+        CHECK(::getsid(guardian) == guardian);
+        CHECK(std::filesystem::read_symlink("/proc/" + std::to_string(guardian) + "/fd/0") == "/dev/null");
+        CHECK(std::filesystem::read_symlink("/proc/" + std::to_string(guardian) + "/fd/3").string().starts_with("pipe:"));
+        CHECK(no_children());
+        h.children.stop_all(0ms);
+        CHECK(eventually([&] { return ended(guardian); }));
+    }
+}
+
+TEST_CASE("the guardian: when fastsse's end of the pipe closes without a stand-down, it kills each group") {
+    SigchldBlocked blocked;
+    fastsse::EventLoop loop;
+    pid_t watched = group_leader();
+    pid_t released = group_leader();
+    pid_t guardian = -1;
+    {
+        fastsse::Guardian g(loop);
+        guardian = g.pid();
+        g.watch(watched);
+        g.watch(released);
+        g.release(released);  // over, as far as fastsse knows: its id is not to be touched
+    }  // as if fastsse died: the pipe's end
+    int status = reap_within(watched, 5s);
+    CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));
+    CHECK(eventually([&] { return ended(guardian); }));
+    CHECK(reap_within(released, 0ms) == -1);  // still running when the guardian had ended
+}
+
+TEST_CASE("the guardian: after a stand-down it kills nothing") {
+    SigchldBlocked blocked;
+    fastsse::EventLoop loop;
+    pid_t watched = group_leader();
+    pid_t guardian = -1;
+    {
+        fastsse::Guardian g(loop);
+        guardian = g.pid();
+        g.watch(watched);
+        g.stand_down();
+    }
+    CHECK(eventually([&] { return ended(guardian); }));
+    CHECK(reap_within(watched, 0ms) == -1);
+}
+
+TEST_CASE("the guardian: a full pipe never blocks; what it did not take follows, in order") {
+    SigchldBlocked blocked;
+    fastsse::EventLoop loop;
+    pid_t watched = group_leader();
+    pid_t guardian = -1;
+    {
+        fastsse::Guardian g(loop);
+        guardian = g.pid();
+        REQUIRE(::kill(guardian, SIGSTOP) == 0);  // it reads nothing: the pipe fills
+        // Far more than a pipe holds (64 KiB): ids no process can have, then the one that counts.
+        const pid_t none = 999999999;
+        for (int i = 0; i < 20000; ++i) {
+            g.watch(none);
+            g.release(none);
+        }
+        g.watch(watched);
+        CHECK(g.queued() > 0);
+        REQUIRE(::kill(guardian, SIGCONT) == 0);
+        CHECK(fastsse_test::run_loop_until(loop, [&] { return g.queued() == 0; }, 5s));
+    }  // the pipe's end: the last message must have arrived
+    int status = reap_within(watched, 5s);
+    CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));
+    CHECK(eventually([&] { return ended(guardian); }));
+}
+
+TEST_CASE("the guardian killed: fastsse notices (an error line), and commands still run") {
+    Harness h;
+    auto old_pipe = ::signal(SIGPIPE, SIG_IGN);  // as main() does: a write to it would fail, not kill us
+    pid_t guardian = h.children.guardian().pid();
+    REQUIRE(::kill(guardian, SIGKILL) == 0);
+    CHECK(h.run_until([&] { return !h.children.guardian().watching(); }));
+    auto w = h.run(sh("echo still"));
+    CHECK(w.out->text == "still\n");
+    h.children.stop_all(0ms);
+    CHECK(no_children());
+    ::signal(SIGPIPE, old_pipe);
 }
