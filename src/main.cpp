@@ -92,8 +92,7 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "fastsse: {}\n", e.what());
         return 1;
     }
-    spdlog::info("fastsse {} starting (pid {}, guardian of its commands: pid {})", FASTSSE_VERSION, ::getpid(),
-                 children.guardian().pid());
+    spdlog::info("fastsse {} starting (pid {})", FASTSSE_VERSION, ::getpid());
     raise_descriptor_limit(settings.max_streams);
     spdlog::info("listening on {}", listener->address());
     try {

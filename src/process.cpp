@@ -168,14 +168,14 @@ void Guardian::flush() {
         if (n > 0) {
             pending_.erase(0, static_cast<size_t>(n));
         } else if (n < 0 && errno == EAGAIN) {
-            if (!waiting_) loop_.modify(pipe_.get(), EPOLLOUT, this);
+            if (!waiting_ && !loop_.modify(pipe_.get(), EPOLLOUT, this)) return lost();
             waiting_ = true;
             return;
         } else if (n < 0 && errno != EINTR) {
             return lost();  // EPIPE: the guardian is gone
         }
     }
-    if (pipe_ && waiting_) loop_.modify(pipe_.get(), 0, this);
+    if (pipe_ && waiting_ && !loop_.modify(pipe_.get(), 0, this)) return lost();
     waiting_ = false;
 }
 
@@ -193,27 +193,21 @@ void Guardian::lost() noexcept {
 
 void Guardian::stand_down() noexcept {
     if (!pipe_) return;
-    try {
-        send(0);
-    } catch (...) {  // modify() failed: the pipe's end tells the guardian all the same
-    }
+    send(0);
     // At exit, a full pipe may have a moment to drain; a guardian that reads nothing (stopped) is
     // not waited for: at the pipe's end it kills groups that are dead already.
     auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
     while (pipe_ && !pending_.empty() && std::chrono::steady_clock::now() < give_up) {
         pollfd p{pipe_.get(), POLLOUT, 0};
         ::poll(&p, 1, 10);
-        try {
-            flush();
-        } catch (...) {
-        }
+        flush();
     }
     if (pipe_) loop_.remove(pipe_.get());
     pipe_.reset();
     pending_.clear();
 }
 
-ChildProcesses::ChildProcesses(EventLoop& loop) : loop_(loop), guardian_(loop) {
+ChildProcesses::ChildProcesses(EventLoop& loop) : loop_(loop) {
     // Orphaned grandchildren are re-parented to us rather than to init, so that we reap them.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
     sigset_t set;
@@ -230,6 +224,10 @@ ChildProcesses::~ChildProcesses() {
 }
 
 Child ChildProcesses::spawn(const SpawnSpec& spec, std::function<void(int)> on_exit) {
+    if (!guardian_) {
+        guardian_ = std::make_unique<Guardian>(loop_);
+        spdlog::info("started the guardian of the commands (pid {})", guardian_->pid());
+    }
     auto [out_read, out_write] = output_pipe();
     auto [err_read, err_write] = output_pipe();
 
@@ -260,7 +258,7 @@ Child ChildProcesses::spawn(const SpawnSpec& spec, std::function<void(int)> on_e
     if (int rc = ::posix_spawn(&pid, argv[0], &s.actions, &s.attr, argv.data(), envp.data()); rc != 0)
         throw_errno(rc, "cannot start " + spec.argv[0]);
     groups_.insert(pid);
-    guardian_.watch(pid);
+    guardian_->watch(pid);
     on_exit_.emplace(pid, std::move(on_exit));
     return Child{pid, std::move(out_read), std::move(err_read)};
 }
@@ -294,7 +292,7 @@ void ChildProcesses::reap() {
         // tell the guardian, whose SIGKILL could otherwise hit a new group that reused the id.
         if (groups_.count(pgid) && over(pgid)) {
             groups_.erase(pgid);
-            guardian_.release(pgid);
+            guardian_->release(pgid);
         }
         std::erase_if(ending_, [&](const auto& entry) { return over(entry.first); });
         auto it = on_exit_.find(pid);
@@ -325,7 +323,7 @@ void ChildProcesses::stop_all(std::chrono::milliseconds grace) {
     while (any_left() && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     for (auto pgid : groups) ::kill(-pgid, SIGKILL);
-    guardian_.stand_down();  // nothing is left for it to kill
+    if (guardian_) guardian_->stand_down();  // nothing is left for it to kill
     // SIGKILL cannot be caught: these exits come at once. Reap every child, grandchildren included,
     // but never wait for long on one that left its group (setsid) and so was not killed.
     auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);

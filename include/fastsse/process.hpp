@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -69,7 +70,7 @@ class ChildProcesses final : public IoHandler {
 public:
     // SIGCHLD must already be blocked in every thread (main does it): it is read from a signalfd.
     // SIGPIPE must be ignored (main does it): a write to a guardian that was killed fails with EPIPE.
-    // Forks the guardian: construct it before any thread exists.
+    // The first spawn() forks the guardian: fastsse has a single thread.
     explicit ChildProcesses(EventLoop& loop);
     ~ChildProcesses();  // kills and reaps whatever is left
     ChildProcesses(const ChildProcesses&) = delete;
@@ -98,7 +99,9 @@ public:
     // SIGKILL; reaps all and stands the guardian down.
     void stop_all(std::chrono::milliseconds grace);
 
-    const Guardian& guardian() const noexcept { return guardian_; }
+    // The guardian, started with the first command (nullptr before): a fastsse without commands,
+    // one per stream under mod_fcgid say, has no process to spare.
+    const Guardian* guardian() const noexcept { return guardian_.get(); }
 
     void on_io(uint32_t events) override;
 
@@ -106,7 +109,7 @@ private:
     void reap();
 
     EventLoop& loop_;
-    Guardian guardian_;  // first: forked before the signalfd exists and before fastsse is a subreaper
+    std::unique_ptr<Guardian> guardian_;
     UniqueFd signals_;
     std::unordered_map<pid_t, std::function<void(int)>> on_exit_;
     std::unordered_map<pid_t, Timer> ending_;  // groups between SIGTERM and SIGKILL

@@ -571,7 +571,10 @@ TEST_CASE("the guardian: not our child, in a session of its own, gone once stop_
     pid_t guardian = -1;
     {
         Harness h;
-        guardian = h.children.guardian().pid();
+        CHECK(h.children.guardian() == nullptr);  // none until the first command
+        auto w = h.run(sh("true"));
+        REQUIRE(h.children.guardian());
+        guardian = h.children.guardian()->pid();
         REQUIRE(guardian > 0);
         // No descriptor of ours but its pipe, once it has set itself up: 0 and 1 are /dev/null,
         // 2 our stderr (its log), 3 the pipe.
@@ -659,9 +662,10 @@ TEST_CASE("the guardian: a full pipe never blocks; what it did not take follows,
 TEST_CASE("the guardian killed: fastsse notices (an error line), and commands still run") {
     Harness h;
     auto old_pipe = ::signal(SIGPIPE, SIG_IGN);  // as main() does: a write to it would fail, not kill us
-    pid_t guardian = h.children.guardian().pid();
+    h.run(sh("true"));
+    pid_t guardian = h.children.guardian()->pid();
     REQUIRE(::kill(guardian, SIGKILL) == 0);
-    CHECK(h.run_until([&] { return !h.children.guardian().watching(); }));
+    CHECK(h.run_until([&] { return !h.children.guardian()->watching(); }));
     auto w = h.run(sh("echo still"));
     CHECK(w.out->text == "still\n");
     h.children.stop_all(0ms);
