@@ -45,34 +45,6 @@ std::optional<std::string_view> placeholder(std::string_view element) {
     return std::nullopt;
 }
 
-// POSIX extended regex; the whole value must match. glibc's matcher does not recurse per character,
-// so a long value cannot exhaust the stack (std::regex can).
-class Pattern {
-public:
-    explicit Pattern(const std::string& pattern) {
-        // Valid on its own too: "a)|(.*" would otherwise close the anchoring group and escape it.
-        regex_t alone;
-        if (::regcomp(&alone, pattern.c_str(), REG_EXTENDED | REG_NOSUB) != 0) return;
-        ::regfree(&alone);
-        ok_ = ::regcomp(&re_, ("^(" + pattern + ")$").c_str(), REG_EXTENDED) == 0;
-    }
-    ~Pattern() {
-        if (ok_) ::regfree(&re_);
-    }
-    Pattern(const Pattern&) = delete;
-    Pattern& operator=(const Pattern&) = delete;
-    bool ok() const { return ok_; }
-    bool matches(const std::string& value) const {
-        regmatch_t whole;
-        return ok_ && ::regexec(&re_, value.c_str(), 1, &whole, 0) == 0 && whole.rm_so == 0 &&
-               static_cast<size_t>(whole.rm_eo) == value.size();
-    }
-
-private:
-    regex_t re_{};
-    bool ok_ = false;
-};
-
 size_t utf8_sequence_length(std::string_view s, size_t i) {
     auto c = static_cast<unsigned char>(s[i]);
     size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
@@ -96,10 +68,44 @@ std::string refusal(const CommandParam& param, const std::string& value) {
         return std::find(param.values.begin(), param.values.end(), value) == param.values.end()
                    ? "is not one of the allowed values"
                    : "";
-    return Pattern(param.pattern).matches(value) ? "" : "does not match its pattern";
+    return param.pattern.matches(value) ? "" : "does not match its pattern";
 }
 
 }  // namespace
+
+// glibc's matcher does not recurse per character, so a long value cannot exhaust the stack
+// (std::regex can). It builds its automaton's states lazily and keeps them in the regex_t, so a
+// pattern used again matches faster than a fresh one.
+class ParamPattern::Compiled {
+public:
+    explicit Compiled(const std::string& anchored) {
+        ok_ = ::regcomp(&re_, anchored.c_str(), REG_EXTENDED | REG_NOSUB) == 0;
+    }
+    ~Compiled() {
+        if (ok_) ::regfree(&re_);
+    }
+    Compiled(const Compiled&) = delete;
+    Compiled& operator=(const Compiled&) = delete;
+    bool ok() const { return ok_; }
+    // Anchored at both ends, and the value holds no NUL: a match is a match of the whole value.
+    bool matches(const std::string& value) const { return ::regexec(&re_, value.c_str(), 0, nullptr, 0) == 0; }
+
+private:
+    regex_t re_{};
+    bool ok_ = false;
+};
+
+ParamPattern::ParamPattern(std::string source) : source_(std::move(source)) {
+    if (source_.empty()) return;
+    // Valid on its own too: "a)|(.*" would otherwise close the anchoring group and escape it.
+    regex_t alone;
+    if (::regcomp(&alone, source_.c_str(), REG_EXTENDED | REG_NOSUB) != 0) return;
+    ::regfree(&alone);
+    auto compiled = std::make_shared<const Compiled>("^(" + source_ + ")$");
+    if (compiled->ok()) compiled_ = std::move(compiled);
+}
+
+bool ParamPattern::matches(const std::string& value) const { return compiled_ && compiled_->matches(value); }
 
 std::span<const OptionSpec> command_settings_table() { return command_settings; }
 
@@ -137,8 +143,9 @@ std::string check_command(const CommandSpec& spec) {
     for (const auto& [name, p] : spec.params) {
         if (!used.count(name)) return fmt::format("params.{}: not used in argv (write \"{{{}}}\" there)", name, name);
         if (p.pattern.empty() == p.values.empty()) return fmt::format("params.{}: give either pattern or values", name);
-        if (!p.pattern.empty() && !Pattern(p.pattern).ok())
-            return fmt::format("params.{}: pattern '{}' is not a valid POSIX extended regex", name, p.pattern);
+        if (!p.pattern.empty() && !p.pattern.valid())
+            return fmt::format("params.{}: pattern '{}' is not a valid POSIX extended regex", name,
+                               p.pattern.source());
         if (p.default_value)
             if (auto why = refusal(p, *p.default_value); !why.empty())
                 return fmt::format("params.{}: the default '{}' {}", name, *p.default_value, why);

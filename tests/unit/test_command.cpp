@@ -6,7 +6,9 @@
 // ChildProcesses destructor at the end of each test.
 #include <doctest/doctest.h>
 
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <regex.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -33,6 +35,19 @@
 #include "fastsse/process.hpp"
 #include "fastsse/producers/command.hpp"
 #include "fastsse/request.hpp"
+
+// Every regcomp() this program makes, counted: the executable's own definition comes before
+// glibc's, whose regcomp it calls through dlsym(RTLD_NEXT).
+namespace {
+size_t regcomp_calls = 0;
+}
+
+extern "C" int regcomp(regex_t* re, const char* pattern, int flags) {
+    ++regcomp_calls;
+    using Regcomp = int (*)(regex_t*, const char*, int);
+    static auto real = reinterpret_cast<Regcomp>(::dlsym(RTLD_NEXT, "regcomp"));
+    return real(re, pattern, flags);
+}
 
 using namespace std::chrono_literals;
 using namespace std::string_literals;
@@ -652,6 +667,28 @@ TEST_CASE("command_argv: values lists") {
     CHECK(std::string(e->what()) == "Parameter 'host' must not start with '-'.");
     dash.params["host"].allow_leading_dash = true;
     CHECK(fastsse::command_argv(dash, "host=-v")[1] == "-v");
+}
+
+TEST_CASE("command_argv: a pattern is compiled when it is set, never per request") {
+    // The README's ping-host pattern: compiling it costs far more than a request should.
+    auto before = regcomp_calls;
+    auto spec = echo_spec(with_pattern("[a-z0-9][a-z0-9.-]{0,252}"));
+    CHECK(regcomp_calls > before);  // when the config is read
+    REQUIRE(fastsse::check_command(spec) == "");
+    auto copy = spec;  // as the producer keeps it
+    auto set = regcomp_calls;
+
+    constexpr int requests = 2000;
+    auto started = std::chrono::steady_clock::now();
+    for (int i = 0; i < requests; ++i) {
+        auto e = argv_error(copy, "host=example.org%2Fetc%2Fpasswd");
+        REQUIRE(e);
+        CHECK(e->status == 400);
+    }
+    std::chrono::duration<double, std::micro> took = std::chrono::steady_clock::now() - started;
+    CHECK(fastsse::command_argv(copy, "host=example.org") == std::vector<std::string>{"/bin/echo", "example.org"});
+    CHECK(regcomp_calls == set);
+    MESSAGE(fmt::format("a refused request's command_argv: {:.1f} us", took.count() / requests));
 }
 
 // =============================================================================================

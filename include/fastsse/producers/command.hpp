@@ -17,9 +17,32 @@
 
 namespace fastsse {
 
+// A parameter's POSIX extended regex, which the whole value must match. It is compiled when it is
+// set, that is when the config file is read, never per request: compiling a pattern such as
+// "[a-z0-9.-]{0,1000}" takes milliseconds, and every request (refused ones too) would pay them on
+// the event loop. Copies share the compiled form; matching does not change it.
+class ParamPattern {
+public:
+    ParamPattern() = default;
+    ParamPattern(std::string source);  // implicit: a pattern is written as its text
+    ParamPattern(const char* source) : ParamPattern(std::string(source)) {}
+    const std::string& source() const { return source_; }
+    bool empty() const { return source_.empty(); }
+    void clear() { *this = ParamPattern(); }
+    bool valid() const { return compiled_ != nullptr; }  // false when empty or not a valid regex
+    // False for an invalid pattern. `value` must hold no NUL byte (values with one are refused first).
+    bool matches(const std::string& value) const;
+    friend bool operator==(const ParamPattern& p, std::string_view text) { return p.source_ == text; }
+
+private:
+    class Compiled;
+    std::string source_;
+    std::shared_ptr<const Compiled> compiled_;
+};
+
 // A value taken from the query string, which becomes exactly one argv element ("{name}").
 struct CommandParam {
-    std::string pattern;              // POSIX extended regex the whole value must match, or
+    ParamPattern pattern;             // the regex the whole value must match, or
     std::vector<std::string> values;  // the allowed values
     std::optional<std::string> default_value;
     size_t max_length = 256;
