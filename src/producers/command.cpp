@@ -270,10 +270,12 @@ public:
     // A new stream: first what the ring holds after its last id (or all of it), then live lines.
     void join(Viewer& v, std::string_view last_event_id) {
         linger_timer_.cancel();
-        unsigned long long after = 0;
+        // The lines after the one the client saw last; when its id is not one this run gave (another
+        // run's, a line number it never reached, no number at all), all it holds.
+        uint64_t after = 0;
         auto dot = last_event_id.find('.');
         if (dot != std::string_view::npos && last_event_id.substr(0, dot) == std::to_string(run_id_))
-            after = std::strtoull(std::string(last_event_id.substr(dot + 1)).c_str(), nullptr, 10);
+            if (auto n = parse_event_number(last_event_id.substr(dot + 1)); n && *n <= lines_) after = *n;
         for (const auto& line : ring_)
             if (line.number > after) v.sink().send(event(line));
         viewers_.push_back(&v);
@@ -293,7 +295,7 @@ public:
 
 private:
     struct Line {
-        unsigned long long number;
+        uint64_t number;
         bool is_stderr;
         std::string text;
     };
@@ -421,7 +423,7 @@ private:
     std::unique_ptr<Pipe> out_, err_;
     std::vector<Viewer*> viewers_;
     std::deque<Line> ring_;
-    unsigned long long lines_ = 0;
+    uint64_t lines_ = 0;
     size_t output_ = 0;
     std::string reason_ = "exit";
     std::string id_text_;

@@ -1148,6 +1148,14 @@ TEST_CASE("CommandProducer: a shared run replays after Last-Event-ID <run>.<n>")
         {"1.2", 1},               // another run
         {run + "x.2", 1},
         {run + ".abc", 1},
+        // Only a line number this run gave counts: anything else replays all the ring holds.
+        {run + ".-5", 1},         // strtoull would read 2^64 - 5: nothing replayed
+        {run + ".+2", 1},
+        {run + ". 2", 1},
+        {run + ".2x", 1},
+        {run + ".", 1},
+        {run + ".18446744073709551615", 1},
+        {run + ".9007199254740991", 1},  // beyond the run's last line
     };
     for (const auto& c : cases) {
         CAPTURE(c.last_id);
