@@ -190,6 +190,12 @@ std::string sanitize_utf8(std::string_view s) {
 void LineSplitter::feed(std::string_view bytes, const std::function<void(std::string_view)>& line) {
     partial_ += bytes;
     size_t start = 0;
+    if (flushed_ && !partial_.empty()) {
+        // The line break that completes a flushed line ends nothing more: no empty line for it.
+        if (partial_ == "\r") return;  // perhaps a CRLF: wait for what follows
+        start = partial_.starts_with("\r\n") ? 2 : partial_[0] == '\n' || partial_[0] == '\r' ? 1 : 0;
+        flushed_ = false;
+    }
     for (;;) {
         auto nl = partial_.find('\n', start);
         auto end = nl == std::string::npos ? partial_.size() : nl;
@@ -213,9 +219,12 @@ void LineSplitter::feed(std::string_view bytes, const std::function<void(std::st
 }
 
 void LineSplitter::flush(const std::function<void(std::string_view)>& line) {
-    if (partial_.empty()) return;
+    if (!has_partial()) return;
     std::string rest = std::move(partial_);
     partial_.clear();
+    // A CR last is the start of a CRLF (or a line break of its own): not part of the line.
+    if (rest.ends_with('\r')) rest.pop_back();
+    flushed_ = true;
     line(rest);
 }
 

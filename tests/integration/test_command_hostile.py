@@ -173,3 +173,20 @@ def test_refused_requests_do_not_stall_the_loop(hc, client, capsys):
     assert max(gaps) < 0.6, gaps
     assert set(hammer.statuses) == {400}, hammer.statuses
     assert refusals >= 1000, "the hammering did not happen"
+
+
+def test_a_line_completed_after_its_quiet_flush_gives_no_extra_event(hc, client):
+    # A progress line without its newline is sent after `quiet`; the newline that later completes
+    # it is no line of its own. The same for "x\r" (the CR of a CRLF is not data).
+    s = client(hc.stack, cmd_path("progress", "tag=progress"), ES)
+    first = s.wait_events(1, timeout=5)[0]
+    assert (first.type, first.data, first.id) == ("stdout", "progress 10%", "1")
+    hc.go("progress")
+    second = s.wait_events(2, timeout=5)[1]
+    assert (second.type, second.data) == ("stdout", "x"), s.describe()
+    hc.go("progress-cr")
+    wait_exit(s)
+    lines = [(e.data, e.id) for e in of_type(s, "stdout", "stderr")]
+    # After "x": its CRLF's LF (nothing), then an empty line of the command's own, then "done".
+    assert lines == [("progress 10%", "1"), ("x", "2"), ("", "3"), ("done", "4")], s.describe()
+    assert b"\r" not in bytes(s.body)

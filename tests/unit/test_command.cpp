@@ -368,11 +368,65 @@ TEST_CASE("LineSplitter: a partial line is kept until flush()") {
     CHECK_FALSE(s.has_partial());
     s.flush(add);  // nothing left: no empty line
     CHECK(out == Lines{"first", "second"});
-    s.feed("\n", add);  // the flushed line is not continued
-    CHECK(out == Lines{"first", "second", ""});
+    s.feed("\n", add);  // the break that completes the flushed line: no line of its own
+    CHECK(out == Lines{"first", "second"});
     s.feed("end\n", add);
-    CHECK(out == Lines{"first", "second", "", "end"});
+    CHECK(out == Lines{"first", "second", "end"});
     CHECK_FALSE(s.has_partial());
+}
+
+TEST_CASE("LineSplitter: the line break after a flushed line gives no empty line") {
+    struct Case {
+        std::vector<std::string> before, after;  // fed before and after the flush
+        Lines lines;
+    };
+    const Case cases[] = {
+        {{"progress 10%"}, {"\n"}, {"progress 10%"}},
+        {{"progress 10%"}, {"\n", "\n"}, {"progress 10%", ""}},  // a genuinely empty line still is one
+        {{"progress 10%"}, {"\nnext\n"}, {"progress 10%", "next"}},
+        {{"x\r"}, {"\n"}, {"x"}},  // the CR of a CRLF, flushed alone: not data
+        {{"x\r"}, {"\nnext\n"}, {"x", "next"}},
+        {{"x"}, {"\r\n"}, {"x"}},
+        {{"x"}, {"\r", "\n"}, {"x"}},
+        {{"x"}, {"\r", "y\n"}, {"x", "y"}},  // a lone CR: the break, then the next line
+        {{"x"}, {"\r\r\n"}, {"x", ""}},
+        {{"x"}, {"more\n"}, {"x", "more"}},  // what follows is a line of its own
+        {{"a\n", "\r"}, {"\n"}, {"a", ""}},   // an empty CRLF line cut by the flush is one empty line
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.before);
+        CAPTURE(c.after);
+        LineSplitter s(100);
+        Lines out;
+        auto add = [&](std::string_view l) { out.emplace_back(l); };
+        for (const auto& b : c.before) s.feed(b, add);
+        s.flush(add);
+        for (const auto& a : c.after) s.feed(a, add);
+        s.flush(add);
+        CHECK(out == c.lines);
+    }
+    // After a flushed line a lone CR waits, as a CRLF's first half; it is no partial line then.
+    LineSplitter s(100);
+    Lines out;
+    auto add = [&](std::string_view l) { out.emplace_back(l); };
+    s.feed("x", add);
+    s.flush(add);
+    s.feed("\r", add);
+    CHECK_FALSE(s.has_partial());
+    s.flush(add);
+    CHECK(out == Lines{"x"});
+}
+
+TEST_CASE("LineSplitter: a flushed line is at most max_line bytes, its last CR dropped") {
+    LineSplitter s(4);
+    Lines out;
+    auto add = [&](std::string_view l) { out.emplace_back(l); };
+    s.feed("abcd\r", add);  // four bytes and the first half of a CRLF: not cut yet
+    CHECK(out.empty());
+    s.flush(add);
+    CHECK(out == Lines{"abcd"});
+    s.feed("\nef\n", add);
+    CHECK(out == Lines{"abcd", "ef"});
 }
 
 TEST_CASE("LineSplitter: bytes split across feed() calls at every point") {
@@ -504,7 +558,7 @@ TEST_CASE("LineSplitter: a CRLF line of exactly max_line bytes is one line") {
     CHECK(split(4, {"abcd\r\nefgh\r\n"}) == Lines{"abcd", "efgh"});
     CHECK(split(4, {"abcdefgh\r\n"}) == Lines{"abcd", "efgh"});
     CHECK(split(4, {"abcd\r", "\n"}) == Lines{"abcd"});
-    CHECK(split(4, {"abcd\r"}) == Lines{"abcd\r"});        // flushed as it is
+    CHECK(split(4, {"abcd\r"}) == Lines{"abcd"});          // flushed without the CR: max_line bytes
     CHECK(split(4, {"abcd\r", "x\n"}) == Lines{"abcd", "\rx"});  // a CR not before LF is kept
 }
 

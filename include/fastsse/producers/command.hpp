@@ -87,17 +87,21 @@ std::vector<std::string> command_argv(const CommandSpec& spec, std::string_view 
 std::string sanitize_utf8(std::string_view bytes);
 
 // Cuts a byte stream into lines: at \n (a \r before it is dropped), or after max_line bytes
-// (at a UTF-8 character boundary), or when flush() is called for a partial line.
+// (at a UTF-8 character boundary), or when flush() is called for a partial line. A flushed line
+// loses a last \r, and the line break that later completes it (\n, \r\n or \r) gives no line of
+// its own: "progress 10%", flushed, then "\n" is one line, not two.
 class LineSplitter {
 public:
     explicit LineSplitter(size_t max_line) : max_line_(max_line) {}
     void feed(std::string_view bytes, const std::function<void(std::string_view)>& line);
     void flush(const std::function<void(std::string_view)>& line);
-    bool has_partial() const { return !partial_.empty(); }
+    // A lone \r after a flushed line is that line's break, not a partial line.
+    bool has_partial() const { return !partial_.empty() && !(flushed_ && partial_ == "\r"); }
 
 private:
     size_t max_line_;
     std::string partial_;
+    bool flushed_ = false;  // the last line went out by flush(): its line break may still come
 };
 
 class CommandProducer final : public Producer {
