@@ -58,6 +58,7 @@ public:
     // Sink
     void send(const Event& event) override;
     void finish(std::optional<std::chrono::milliseconds> retry) override;
+    size_t room() const override;
 
     // Called about once a second: heartbeats, and dropping clients stalled past the write timeout.
     void sweep(EventLoop::Clock::time_point now);
@@ -68,6 +69,7 @@ private:
     enum class State { opening, open, finishing, closed };
 
     void queue(std::string_view sse_bytes);
+    void drop_if_over_limit();
     void flush();
     void watch_output(bool on);
     void close(std::string_view reason);

@@ -285,8 +285,14 @@ public:
         auto dot = last_event_id.find('.');
         if (dot != std::string_view::npos && last_event_id.substr(0, dot) == std::to_string(run_id_))
             if (auto n = parse_event_number(last_event_id.substr(dot + 1)); n && *n <= lines_) after = *n;
-        for (const auto& line : ring_)
-            if (line.number > after) v.sink().send(event(line));
+        // Of those, the newest that fit in what the stream may hold: more would drop it at once.
+        auto first = ring_.end();
+        for (size_t room = v.sink().room(); first != ring_.begin() && std::prev(first)->number > after; --first) {
+            auto size = queued_size(event(*std::prev(first)));
+            if (size > room) break;
+            room -= size;
+        }
+        for (auto it = first; it != ring_.end(); ++it) v.sink().send(event(*it));
         viewers_.push_back(&v);
     }
 

@@ -1256,6 +1256,44 @@ TEST_CASE("CommandProducer: the replay ring keeps the last `replay` lines") {
     CHECK(h.children.alive() == 2);
 }
 
+TEST_CASE("CommandProducer: a replay gives the newest lines that fit in the stream's room") {
+    Harness h;
+    h.commands({ticks("roomy", {{"linger", "0"}, {"replay", "100"}})});
+    RecordingSink a(h);
+    auto sa = h.open(a, "roomy");
+    REQUIRE(h.run_until([&] { return a.sends() >= 6; }));
+    // The loop does not run below: the ring holds lines 1 to n.
+    auto n = a.sends();
+    auto cost = [&](size_t i) {
+        const auto& e = a.sent(i);
+        return fastsse::queued_size(fastsse::Event{e.event, *e.data, *e.id, std::nullopt});
+    };
+    auto last3 = cost(n - 1) + cost(n - 2) + cost(n - 3);
+    struct Case {
+        size_t room, replayed;
+        std::string last_id;
+    };
+    const Case cases[] = {
+        {SIZE_MAX, n, ""},
+        {last3, 3, ""},
+        {last3 - 1, 2, ""},
+        {cost(n - 1), 1, ""},
+        {cost(n - 1) - 1, 0, ""},
+        {0, 0, ""},
+        {last3, 2, *a.sent(n - 3).id},  // after Last-Event-ID: what is left of it, as ever
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.room);
+        CAPTURE(c.last_id);
+        RecordingSink r(h);
+        r.room_left = c.room;
+        auto sub = h.open(r, "roomy", "", c.last_id);
+        REQUIRE(r.sends() == c.replayed);
+        for (size_t i = 0; i < r.sends(); ++i) CHECK(r.sent(i).id == a.sent(n - c.replayed + i).id);
+    }
+    CHECK(h.children.alive() == 1);
+}
+
 TEST_CASE("CommandProducer: a shared run lingers after its last viewer left") {
     Harness h;
     h.commands({ticks("lingering", {{"linger", "60"}})});
