@@ -323,41 +323,44 @@ private:
         }
         ~Pipe() { close(); }
 
-        void on_io(uint32_t) override { read_some(); }
+        void on_io(uint32_t) override { run_.read_pipes(); }
 
-        // Reads what is there, a bounded amount per wake-up so that a chatty command cannot
-        // starve the other streams. Returns false at end of file.
-        bool read_some(size_t budget = 64 * 1024) {
+        // Appends the complete lines of what the pipe holds to `lines`, reading at most `budget`
+        // bytes; at end of file the partial line too, and the pipe is closed.
+        void read(std::vector<std::string>& lines, size_t budget) {
+            auto add = [&lines](std::string_view l) { lines.emplace_back(l); };
             char buf[16 * 1024];
+            bool got = false;
             while (fd_ && budget > 0) {
                 ssize_t n = ::read(fd_.get(), buf, std::min(sizeof buf, budget));
                 if (n > 0) {
+                    got = true;
                     budget -= static_cast<size_t>(n);
-                    lines_.feed(std::string_view(buf, n), [this](std::string_view l) { run_.line(is_stderr_, l); });
+                    lines_.feed(std::string_view(buf, n), add);
                     continue;
                 }
                 if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
-                lines_.flush([this](std::string_view l) { run_.line(is_stderr_, l); });
+                lines_.flush(add);
                 close();
-                return false;
+                return;
             }
+            if (!got) return;  // the quiet time counts from this pipe's last output
             quiet_.cancel();
             if (lines_.has_partial())
                 quiet_ = run_.owner_.loop_.call_after(run_.spec_.quiet, [this] {
                     lines_.flush([this](std::string_view l) { run_.line(is_stderr_, l); });
                 });
-            return true;
         }
 
         // At the end of the run: what is left in the pipe, then the partial line. The child is
         // gone, so the pipe holds at most its capacity; reading that much loses nothing, and a
         // grandchild still writing cannot keep us here.
-        void drain() {
+        void drain(std::vector<std::string>& lines) {
             if (fd_) {
                 int capacity = ::fcntl(fd_.get(), F_GETPIPE_SZ);
-                read_some(capacity > 0 ? static_cast<size_t>(capacity) : 64 * 1024);
+                read(lines, capacity > 0 ? static_cast<size_t>(capacity) : 64 * 1024);
             }
-            lines_.flush([this](std::string_view l) { run_.line(is_stderr_, l); });
+            lines_.flush([&lines](std::string_view l) { lines.emplace_back(l); });
             close();
         }
 
@@ -378,6 +381,26 @@ private:
     Event event(const Line& l) {
         id_text_ = spec_.shared ? fmt::format("{}.{}", run_id_, l.number) : std::to_string(l.number);
         return Event{l.is_stderr ? spec_.stderr_event : spec_.stdout_event, l.text, id_text_, std::nullopt};
+    }
+
+    // Reads what both pipes hold (a bounded amount each per wake-up, so that a chatty command cannot
+    // starve the other streams), then passes the lines on, one from each pipe in turn.
+    void read_pipes() {
+        std::vector<std::string> out, err;
+        if (out_) out_->read(out, 64 * 1024);
+        if (err_) err_->read(err, 64 * 1024);
+        interleave(out, err);
+    }
+
+    // Which pipe a command wrote to first cannot be told from two pipes read later. Reading one
+    // pipe to its end before the other (as one wake-up per pipe does when the loop comes late, or
+    // when the command has exited) would put every line of one stream behind the other's; taking
+    // one line from each in turn keeps neither stream's lines systematically last.
+    void interleave(const std::vector<std::string>& out, const std::vector<std::string>& err) {
+        for (size_t i = 0; i < std::max(out.size(), err.size()); ++i) {
+            if (i < out.size()) line(false, out[i]);
+            if (i < err.size()) line(true, err[i]);
+        }
     }
 
     void line(bool is_stderr, std::string_view raw) {
@@ -408,8 +431,10 @@ private:
     void exited(int status) {
         exited_ = true;
         limit_timer_.cancel();
-        if (out_) out_->drain();
-        if (err_) err_->drain();
+        std::vector<std::string> out, err;
+        if (out_) out_->drain(out);
+        if (err_) err_->drain(err);
+        interleave(out, err);
         // Whatever the command left running in its group goes with it.
         owner_.children_.terminate(pid_, spec_.grace);
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(owner_.loop_.now() - started_).count();

@@ -190,3 +190,24 @@ def test_a_line_completed_after_its_quiet_flush_gives_no_extra_event(hc, client)
     # After "x": its CRLF's LF (nothing), then an empty line of the command's own, then "done".
     assert lines == [("progress 10%", "1"), ("x", "2"), ("", "3"), ("done", "4")], s.describe()
     assert b"\r" not in bytes(s.body)
+
+
+def test_lines_left_in_both_pipes_at_the_exit_alternate(hc, client):
+    # fastsse is stopped while the command writes its stdout and stderr lines alternately and exits:
+    # when it goes on, both pipes are full and the exit is pending. The true order across two pipes
+    # is lost; what fastsse can do is not put all of one pipe's lines behind the other's.
+    s = client(hc.stack, cmd_path("alternate", "tag=alt"), ES)
+    first = s.wait_events(1, timeout=5)[0]
+    pid = int(first.data.split()[1])
+    hc.fs.signal(signal.SIGSTOP)
+    try:
+        hc.go("alt")
+        wait_until(lambda: proc_state(pid) == "Z", 10, "the command to exit (unreaped: fastsse is stopped)",
+                   poll=0.005)
+    finally:
+        hc.fs.signal(signal.SIGCONT)
+    info = wait_exit(s)
+    assert info["code"] == 0, info
+    lines = [(e.type, e.data) for e in of_type(s, "stdout", "stderr")]
+    expected = [pair for i in range(1, 7) for pair in (("stdout", f"out{i}"), ("stderr", f"err{i}"))]
+    assert lines[1:] == expected, s.describe()

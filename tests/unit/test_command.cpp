@@ -978,6 +978,41 @@ TEST_CASE("CommandProducer: a partial line is sent after `quiet`; what follows i
     CHECK(parse_exit(*sink.exit_event()->data).code == "0");
 }
 
+// The process's state letter (R, S, Z...) from /proc, or 0 once it is gone.
+char proc_state(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    auto paren = text.rfind(')');
+    return paren == std::string::npos || paren + 2 >= text.size() ? 0 : text[paren + 2];
+}
+
+TEST_CASE("CommandProducer: lines both pipes hold come one from each in turn, at the exit too") {
+    // The command writes its stdout and stderr lines alternately and exits while the loop does not
+    // run: then both pipes are full of lines and the exit is pending. Neither pipe's lines may all
+    // come before the other's.
+    TempDir dir;
+    Harness h;
+    auto spec = sh_spec("alternate", "echo $$; while [ ! -e go ]; do sleep 0.01; done; "
+                                     "for i in 1 2 3 4 5 6; do echo out$i; echo err$i >&2; done");
+    spec.cwd = dir.path.string();
+    h.commands({spec});
+    RecordingSink sink(h);
+    auto sub = h.open(sink, "alternate");
+    REQUIRE(h.run_until([&] { return sink.sends() >= 1; }));
+    pid_t pid = std::stoi(*sink.sent_data(0));
+    dir.write("go", "");
+    // Not reaped while the loop does not run: a zombie once it has exited.
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (proc_state(pid) != 'Z' && std::chrono::steady_clock::now() < deadline) ::usleep(1000);
+    REQUIRE(proc_state(pid) == 'Z');
+
+    REQUIRE(h.run_until([&] { return sink.finishes() >= 1; }));
+    std::string got, expected = fmt::format("stdout:{} ", pid);
+    for (const auto& l : sink.lines()) got += l.event + ":" + *l.data + " ";
+    for (int i = 1; i <= 6; ++i) expected += fmt::format("stdout:out{} stderr:err{} ", i, i);
+    CHECK(got == expected);
+}
+
 TEST_CASE("CommandProducer: a command killed by a signal") {
     Harness h;
     h.commands({sh_spec("killed", "echo bye; kill -KILL $$")});
