@@ -9,6 +9,17 @@ void check_field(std::string_view field, std::string_view value) {
         throw EventError(fmt::format("event {} must not contain CR, LF or NUL", field));
 }
 
+std::optional<uint64_t> parse_event_number(std::string_view text) {
+    if (text.empty()) return std::nullopt;
+    uint64_t n = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9') return std::nullopt;
+        n = n * 10 + static_cast<uint64_t>(c - '0');
+        if (n > max_event_number) return std::nullopt;  // checked at each digit: n * 10 never overflows
+    }
+    return n;
+}
+
 namespace {
 
 // Calls fn on each line of text, lines ending at \r\n, \r or \n (Hoa's rule); text without a line

@@ -129,7 +129,9 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
         auto pair = query.substr(0, amp);
         query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
         auto eq = pair.find('=');
-        if (percent_decode(pair.substr(0, eq)) != name) continue;
+        // Most names need no decoding: a query of many pairs then costs no allocation per pair.
+        auto raw = pair.substr(0, eq);
+        if (raw.find_first_of("%+") == std::string_view::npos ? raw != name : percent_decode(raw) != name) continue;
         return eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1));
     }
     return std::nullopt;

@@ -16,6 +16,10 @@ namespace {
 // before the first event, and every proxy on the way has something to pass on.
 constexpr std::string_view opening_comment = ": fastsse stream open\n\n";
 constexpr std::string_view heartbeat_comment = ": heartbeat\n\n";
+constexpr std::string_view status_ok = "Status: 200 OK\r\n";
+// What begin() puts before everything a producer sent while the stream opened: one record.
+constexpr size_t head_size =
+    fastcgi::header_size + status_ok.size() + event_stream_headers.size() + 2 + opening_comment.size();
 
 }  // namespace
 
@@ -62,12 +66,15 @@ void Stream::begin(std::unique_ptr<Subscription> work) {
     if (state_ == State::closed) return;
     std::string head;
     fastcgi::append_stdout(head, conn_.request_id,
-                           fmt::format("Status: 200 OK\r\n{}\r\n{}", event_stream_headers, opening_comment));
+                           fmt::format("{}{}\r\n{}", status_ok, event_stream_headers, opening_comment));
     pending_.insert(0, head);
     loop_.add(conn_.fd.get(), EPOLLIN | EPOLLRDHUP, this);
     spdlog::info("stream {} opened: {}", id_, what_);
     if (state_ == State::opening) state_ = State::open;
     flush();
+    // What the producer queued while the stream opened (a replay) counts too, once the socket
+    // took what it could.
+    if (state_ != State::closed) drop_if_over_limit();
 }
 
 void Stream::reject(const RequestError& error) {
@@ -143,11 +150,30 @@ void Stream::queue(std::string_view bytes) {
             if (state_ == State::closed) return;
         }
     }
-    // Only what the socket refused counts against the limit: a big event to a client that keeps up passes.
-    if (auto queued = pending_.size() - pending_off_; queued > limits_.max_buffer && state_ != State::opening) {
+    // Only what the socket refused counts against the limit: a big event to a client that keeps up
+    // passes. While the stream opens nothing is sent yet: begin() checks.
+    if (state_ != State::opening) drop_if_over_limit();
+}
+
+void Stream::drop_if_over_limit() {
+    if (auto queued = pending_.size() - pending_off_; queued > limits_.max_buffer) {
         spdlog::warn("stream {}: client too slow, {} bytes queued (limit {})", id_, queued, limits_.max_buffer);
         close("dropped: output buffer full");
     }
+}
+
+size_t Stream::room() const {
+    if (state_ != State::open && state_ != State::opening) return 0;
+    auto queued = pending_.size() - pending_off_ + (state_ == State::opening ? head_size : 0);
+    return queued < limits_.max_buffer ? limits_.max_buffer - queued : 0;
+}
+
+size_t queued_size(const Event& event) {
+    thread_local std::string encoded;
+    encoded.clear();
+    encode(event, encoded);
+    auto records = (encoded.size() + fastcgi::max_content - 1) / fastcgi::max_content;
+    return encoded.size() + records * fastcgi::header_size;
 }
 
 void Stream::flush() {

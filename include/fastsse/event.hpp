@@ -1,6 +1,7 @@
 #pragma once
 // The one encoder of the text/event-stream format (WHATWG HTML, "Server-sent events").
 // Every byte a producer sends to a client goes through encode().
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -31,5 +32,14 @@ void encode_comment(std::string_view text, std::string& out);
 
 // Checks an event name or id the way encode() does; throws EventError naming the field.
 void check_field(std::string_view field, std::string_view value);
+
+// The largest number an event id may count to: JavaScript's Number.MAX_SAFE_INTEGER (2^53 - 1),
+// so that a page that reads an id as a number holds it exactly.
+constexpr uint64_t max_event_number = (uint64_t{1} << 53) - 1;
+
+// The number in an event id that a client sent back (Last-Event-ID), read strictly: ASCII digits
+// only (no sign, space or suffix), at most max_event_number. Anything else is no number: a
+// producer then resumes as if the client had sent no id.
+std::optional<uint64_t> parse_event_number(std::string_view text);
 
 }  // namespace fastsse

@@ -24,10 +24,17 @@ public:
     virtual void send(const Event& event) = 0;
     // Ends the stream from the server's side: a retry: hint (if given), then the end of the response.
     virtual void finish(std::optional<std::chrono::milliseconds> retry) = 0;
+    // Bytes the stream can still queue before it is dropped as too slow (0 once it has ended); an
+    // event takes queued_size(event) of them. A producer that sends many events at once (a replay)
+    // sends no more than fit.
+    virtual size_t room() const = 0;
 
 protected:
     ~Sink() = default;
 };
+
+// What sending `event` takes of a Sink's room(): the event encoded, and the stream's own framing.
+size_t queued_size(const Event& event);
 
 // The work a producer does for one stream. Destroying it stops that work at once.
 class Subscription {

@@ -59,6 +59,7 @@ public:
     // Sink
     void send(const Event& event) override;
     void finish(std::optional<std::chrono::milliseconds> retry) override;
+    size_t room() const override;
 
     // The server is shutting down: the stream ends with its location's retry: hint.
     void shut_down() { finish(limits_.retry); }
@@ -72,6 +73,7 @@ private:
     enum class State { opening, open, finishing, closed };
 
     void queue(std::string_view sse_bytes);
+    void drop_if_over_limit();
     void flush();
     void watch_output(bool on);
     void close(std::string_view reason);

@@ -21,12 +21,13 @@ constexpr OptionSpec clock_options[] = {
      "events per connection before the server ends the stream with a retry: hint (0: never)"},
 };
 
-// The id to continue after Last-Event-ID; a missing or non-numeric id starts over at 1.
-unsigned long long first_id(std::string_view last) {
-    unsigned long long n = 0;
-    auto [end, ec] = std::from_chars(last.data(), last.data() + last.size(), n);
-    if (ec != std::errc() || end != last.data() + last.size() || n == ~0ULL) return 1;
-    return n + 1;
+// The id to continue after Last-Event-ID; a missing id, or one that is not an event number, starts
+// over at 1. Ids never pass max_event_number: after it comes 1.
+uint64_t next_id(uint64_t id) { return id >= max_event_number ? 1 : id + 1; }
+
+uint64_t first_id(std::string_view last) {
+    auto n = parse_event_number(last);
+    return n ? next_id(*n) : 1;
 }
 
 }  // namespace
@@ -91,8 +92,8 @@ private:
 class ClockSubscription final : public Subscription {
 public:
     ClockSubscription(ClockProducer& producer, ClockProducer::Ticker& ticker, Sink& sink,
-                      unsigned long long next_id, long long count, std::chrono::milliseconds retry)
-        : producer_(producer), ticker_(ticker), sink_(sink), next_id_(next_id), remaining_(count), retry_(retry) {
+                      uint64_t first_id, long long count, std::chrono::milliseconds retry)
+        : producer_(producer), ticker_(ticker), sink_(sink), next_id_(first_id), remaining_(count), retry_(retry) {
         ticker_.add(this);
     }
     ~ClockSubscription() override {
@@ -102,7 +103,8 @@ public:
     void tick(std::string_view data) {
         if (done_) return;
         char id[24];
-        auto end = std::to_chars(id, id + sizeof id, next_id_++).ptr;
+        auto end = std::to_chars(id, id + sizeof id, next_id_).ptr;
+        next_id_ = next_id(next_id_);
         sink_.send(Event{ticker_.event_name(), data, std::string_view(id, end - id), std::nullopt});
         // Hoa's bounded loop: after `count` events the server ends the stream and the browser
         // reconnects after the retry hint, sending the last id.
@@ -116,7 +118,7 @@ private:
     ClockProducer& producer_;
     ClockProducer::Ticker& ticker_;
     Sink& sink_;
-    unsigned long long next_id_;
+    uint64_t next_id_;
     long long remaining_;  // 0: unbounded
     std::chrono::milliseconds retry_;
     bool done_ = false;

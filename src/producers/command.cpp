@@ -45,34 +45,6 @@ std::optional<std::string_view> placeholder(std::string_view element) {
     return std::nullopt;
 }
 
-// POSIX extended regex; the whole value must match. glibc's matcher does not recurse per character,
-// so a long value cannot exhaust the stack (std::regex can).
-class Pattern {
-public:
-    explicit Pattern(const std::string& pattern) {
-        // Valid on its own too: "a)|(.*" would otherwise close the anchoring group and escape it.
-        regex_t alone;
-        if (::regcomp(&alone, pattern.c_str(), REG_EXTENDED | REG_NOSUB) != 0) return;
-        ::regfree(&alone);
-        ok_ = ::regcomp(&re_, ("^(" + pattern + ")$").c_str(), REG_EXTENDED) == 0;
-    }
-    ~Pattern() {
-        if (ok_) ::regfree(&re_);
-    }
-    Pattern(const Pattern&) = delete;
-    Pattern& operator=(const Pattern&) = delete;
-    bool ok() const { return ok_; }
-    bool matches(const std::string& value) const {
-        regmatch_t whole;
-        return ok_ && ::regexec(&re_, value.c_str(), 1, &whole, 0) == 0 && whole.rm_so == 0 &&
-               static_cast<size_t>(whole.rm_eo) == value.size();
-    }
-
-private:
-    regex_t re_{};
-    bool ok_ = false;
-};
-
 size_t utf8_sequence_length(std::string_view s, size_t i) {
     auto c = static_cast<unsigned char>(s[i]);
     size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
@@ -96,10 +68,44 @@ std::string refusal(const CommandParam& param, const std::string& value) {
         return std::find(param.values.begin(), param.values.end(), value) == param.values.end()
                    ? "is not one of the allowed values"
                    : "";
-    return Pattern(param.pattern).matches(value) ? "" : "does not match its pattern";
+    return param.pattern.matches(value) ? "" : "does not match its pattern";
 }
 
 }  // namespace
+
+// glibc's matcher does not recurse per character, so a long value cannot exhaust the stack
+// (std::regex can). It builds its automaton's states lazily and keeps them in the regex_t, so a
+// pattern used again matches faster than a fresh one.
+class ParamPattern::Compiled {
+public:
+    explicit Compiled(const std::string& anchored) {
+        ok_ = ::regcomp(&re_, anchored.c_str(), REG_EXTENDED | REG_NOSUB) == 0;
+    }
+    ~Compiled() {
+        if (ok_) ::regfree(&re_);
+    }
+    Compiled(const Compiled&) = delete;
+    Compiled& operator=(const Compiled&) = delete;
+    bool ok() const { return ok_; }
+    // Anchored at both ends, and the value holds no NUL: a match is a match of the whole value.
+    bool matches(const std::string& value) const { return ::regexec(&re_, value.c_str(), 0, nullptr, 0) == 0; }
+
+private:
+    regex_t re_{};
+    bool ok_ = false;
+};
+
+ParamPattern::ParamPattern(std::string source) : source_(std::move(source)) {
+    if (source_.empty()) return;
+    // Valid on its own too: "a)|(.*" would otherwise close the anchoring group and escape it.
+    regex_t alone;
+    if (::regcomp(&alone, source_.c_str(), REG_EXTENDED | REG_NOSUB) != 0) return;
+    ::regfree(&alone);
+    auto compiled = std::make_shared<const Compiled>("^(" + source_ + ")$");
+    if (compiled->ok()) compiled_ = std::move(compiled);
+}
+
+bool ParamPattern::matches(const std::string& value) const { return compiled_ && compiled_->matches(value); }
 
 std::span<const OptionSpec> command_settings_table() { return command_settings; }
 
@@ -137,8 +143,9 @@ std::string check_command(const CommandSpec& spec) {
     for (const auto& [name, p] : spec.params) {
         if (!used.count(name)) return fmt::format("params.{}: not used in argv (write \"{{{}}}\" there)", name, name);
         if (p.pattern.empty() == p.values.empty()) return fmt::format("params.{}: give either pattern or values", name);
-        if (!p.pattern.empty() && !Pattern(p.pattern).ok())
-            return fmt::format("params.{}: pattern '{}' is not a valid POSIX extended regex", name, p.pattern);
+        if (!p.pattern.empty() && !p.pattern.valid())
+            return fmt::format("params.{}: pattern '{}' is not a valid POSIX extended regex", name,
+                               p.pattern.source());
         if (p.default_value)
             if (auto why = refusal(p, *p.default_value); !why.empty())
                 return fmt::format("params.{}: the default '{}' {}", name, *p.default_value, why);
@@ -183,6 +190,12 @@ std::string sanitize_utf8(std::string_view s) {
 void LineSplitter::feed(std::string_view bytes, const std::function<void(std::string_view)>& line) {
     partial_ += bytes;
     size_t start = 0;
+    if (flushed_ && !partial_.empty()) {
+        // The line break that completes a flushed line ends nothing more: no empty line for it.
+        if (partial_ == "\r") return;  // perhaps a CRLF: wait for what follows
+        start = partial_.starts_with("\r\n") ? 2 : partial_[0] == '\n' || partial_[0] == '\r' ? 1 : 0;
+        flushed_ = false;
+    }
     for (;;) {
         auto nl = partial_.find('\n', start);
         auto end = nl == std::string::npos ? partial_.size() : nl;
@@ -206,9 +219,12 @@ void LineSplitter::feed(std::string_view bytes, const std::function<void(std::st
 }
 
 void LineSplitter::flush(const std::function<void(std::string_view)>& line) {
-    if (partial_.empty()) return;
+    if (!has_partial()) return;
     std::string rest = std::move(partial_);
     partial_.clear();
+    // A CR last is the start of a CRLF (or a line break of its own): not part of the line.
+    if (rest.ends_with('\r')) rest.pop_back();
+    flushed_ = true;
     line(rest);
 }
 
@@ -263,12 +279,20 @@ public:
     // A new stream: first what the ring holds after its last id (or all of it), then live lines.
     void join(Viewer& v, std::string_view last_event_id) {
         linger_timer_.cancel();
-        unsigned long long after = 0;
+        // The lines after the one the client saw last; when its id is not one this run gave (another
+        // run's, a line number it never reached, no number at all), all it holds.
+        uint64_t after = 0;
         auto dot = last_event_id.find('.');
         if (dot != std::string_view::npos && last_event_id.substr(0, dot) == std::to_string(run_id_))
-            after = std::strtoull(std::string(last_event_id.substr(dot + 1)).c_str(), nullptr, 10);
-        for (const auto& line : ring_)
-            if (line.number > after) v.sink().send(event(line));
+            if (auto n = parse_event_number(last_event_id.substr(dot + 1)); n && *n <= lines_) after = *n;
+        // Of those, the newest that fit in what the stream may hold: more would drop it at once.
+        auto first = ring_.end();
+        for (size_t room = v.sink().room(); first != ring_.begin() && std::prev(first)->number > after; --first) {
+            auto size = queued_size(event(*std::prev(first)));
+            if (size > room) break;
+            room -= size;
+        }
+        for (auto it = first; it != ring_.end(); ++it) v.sink().send(event(*it));
         viewers_.push_back(&v);
     }
 
@@ -286,7 +310,7 @@ public:
 
 private:
     struct Line {
-        unsigned long long number;
+        uint64_t number;
         bool is_stderr;
         std::string text;
     };
@@ -299,41 +323,44 @@ private:
         }
         ~Pipe() { close(); }
 
-        void on_io(uint32_t) override { read_some(); }
+        void on_io(uint32_t) override { run_.read_pipes(); }
 
-        // Reads what is there, a bounded amount per wake-up so that a chatty command cannot
-        // starve the other streams. Returns false at end of file.
-        bool read_some(size_t budget = 64 * 1024) {
+        // Appends the complete lines of what the pipe holds to `lines`, reading at most `budget`
+        // bytes; at end of file the partial line too, and the pipe is closed.
+        void read(std::vector<std::string>& lines, size_t budget) {
+            auto add = [&lines](std::string_view l) { lines.emplace_back(l); };
             char buf[16 * 1024];
+            bool got = false;
             while (fd_ && budget > 0) {
                 ssize_t n = ::read(fd_.get(), buf, std::min(sizeof buf, budget));
                 if (n > 0) {
+                    got = true;
                     budget -= static_cast<size_t>(n);
-                    lines_.feed(std::string_view(buf, n), [this](std::string_view l) { run_.line(is_stderr_, l); });
+                    lines_.feed(std::string_view(buf, n), add);
                     continue;
                 }
                 if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
-                lines_.flush([this](std::string_view l) { run_.line(is_stderr_, l); });
+                lines_.flush(add);
                 close();
-                return false;
+                return;
             }
+            if (!got) return;  // the quiet time counts from this pipe's last output
             quiet_.cancel();
             if (lines_.has_partial())
                 quiet_ = run_.owner_.loop_.call_after(run_.spec_.quiet, [this] {
                     lines_.flush([this](std::string_view l) { run_.line(is_stderr_, l); });
                 });
-            return true;
         }
 
         // At the end of the run: what is left in the pipe, then the partial line. The child is
         // gone, so the pipe holds at most its capacity; reading that much loses nothing, and a
         // grandchild still writing cannot keep us here.
-        void drain() {
+        void drain(std::vector<std::string>& lines) {
             if (fd_) {
                 int capacity = ::fcntl(fd_.get(), F_GETPIPE_SZ);
-                read_some(capacity > 0 ? static_cast<size_t>(capacity) : 64 * 1024);
+                read(lines, capacity > 0 ? static_cast<size_t>(capacity) : 64 * 1024);
             }
-            lines_.flush([this](std::string_view l) { run_.line(is_stderr_, l); });
+            lines_.flush([&lines](std::string_view l) { lines.emplace_back(l); });
             close();
         }
 
@@ -354,6 +381,26 @@ private:
     Event event(const Line& l) {
         id_text_ = spec_.shared ? fmt::format("{}.{}", run_id_, l.number) : std::to_string(l.number);
         return Event{l.is_stderr ? spec_.stderr_event : spec_.stdout_event, l.text, id_text_, std::nullopt};
+    }
+
+    // Reads what both pipes hold (a bounded amount each per wake-up, so that a chatty command cannot
+    // starve the other streams), then passes the lines on, one from each pipe in turn.
+    void read_pipes() {
+        std::vector<std::string> out, err;
+        if (out_) out_->read(out, 64 * 1024);
+        if (err_) err_->read(err, 64 * 1024);
+        interleave(out, err);
+    }
+
+    // Which pipe a command wrote to first cannot be told from two pipes read later. Reading one
+    // pipe to its end before the other (as one wake-up per pipe does when the loop comes late, or
+    // when the command has exited) would put every line of one stream behind the other's; taking
+    // one line from each in turn keeps neither stream's lines systematically last.
+    void interleave(const std::vector<std::string>& out, const std::vector<std::string>& err) {
+        for (size_t i = 0; i < std::max(out.size(), err.size()); ++i) {
+            if (i < out.size()) line(false, out[i]);
+            if (i < err.size()) line(true, err[i]);
+        }
     }
 
     void line(bool is_stderr, std::string_view raw) {
@@ -384,8 +431,10 @@ private:
     void exited(int status) {
         exited_ = true;
         limit_timer_.cancel();
-        if (out_) out_->drain();
-        if (err_) err_->drain();
+        std::vector<std::string> out, err;
+        if (out_) out_->drain(out);
+        if (err_) err_->drain(err);
+        interleave(out, err);
         // Whatever the command left running in its group goes with it.
         owner_.children_.terminate(pid_, spec_.grace);
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(owner_.loop_.now() - started_).count();
@@ -414,7 +463,7 @@ private:
     std::unique_ptr<Pipe> out_, err_;
     std::vector<Viewer*> viewers_;
     std::deque<Line> ring_;
-    unsigned long long lines_ = 0;
+    uint64_t lines_ = 0;
     size_t output_ = 0;
     std::string reason_ = "exit";
     std::string id_text_;

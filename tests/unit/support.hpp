@@ -77,7 +77,10 @@ public:
         on_call_();
     }
 
+    size_t room() const override { return room_left; }
+
     std::vector<Call> calls;
+    size_t room_left = SIZE_MAX;  // what room() says; sends do not use it up
     size_t sends() const {
         size_t n = 0;
         for (auto& c : calls) n += !c.finished;

@@ -213,8 +213,15 @@ TEST_CASE("ClockProducer: resuming after Last-Event-ID") {
         {"41x", "1"},
         {" 41", "1"},
         {"-5", "1"},
-        {"18446744073709551614", "18446744073709551615"},
-        {"18446744073709551615", "1"},  // the largest id does not wrap to 0
+        {"+41", "1"},
+        {"41 ", "1"},
+        {"0041", "42"},
+        // Ids stop at 2^53 - 1, JavaScript's largest safe integer; beyond, an id is no number.
+        {"9007199254740990", "9007199254740991"},
+        {"9007199254740991", "1"},
+        {"9007199254740992", "1"},
+        {"18446744073709551614", "1"},  // not 18446744073709551615, then 0
+        {"18446744073709551615", "1"},
         {"99999999999999999999", "1"},  // out of range
     };
     std::vector<std::unique_ptr<RecordingSink>> sinks;
@@ -226,7 +233,7 @@ TEST_CASE("ClockProducer: resuming after Last-Event-ID") {
     CHECK(h.clock.timers() == 1);
     REQUIRE(h.run_until([&] {
         for (auto& s : sinks)
-            if (s->sends() < 2) return false;
+            if (s->sends() < 3) return false;
         return true;
     }));
     for (size_t i = 0; i < std::size(cases); ++i) {
@@ -234,6 +241,11 @@ TEST_CASE("ClockProducer: resuming after Last-Event-ID") {
         CHECK(*sinks[i]->sent(0).id == cases[i].first);
     }
     CHECK(*sinks[0]->sent(1).id == "43");
+    // After the largest id comes 1.
+    auto& near_max = *sinks[10];
+    REQUIRE(std::string(cases[10].last_id) == "9007199254740990");
+    CHECK(*near_max.sent(1).id == "1");
+    CHECK(*near_max.sent(2).id == "2");
 }
 
 TEST_CASE("ClockProducer: count ends the stream with the retry hint") {

@@ -6,7 +6,9 @@
 // ChildProcesses destructor at the end of each test.
 #include <doctest/doctest.h>
 
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <regex.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -33,6 +35,19 @@
 #include "fastsse/process.hpp"
 #include "fastsse/producers/command.hpp"
 #include "fastsse/request.hpp"
+
+// Every regcomp() this program makes, counted: the executable's own definition comes before
+// glibc's, whose regcomp it calls through dlsym(RTLD_NEXT).
+namespace {
+size_t regcomp_calls = 0;
+}
+
+extern "C" int regcomp(regex_t* re, const char* pattern, int flags) {
+    ++regcomp_calls;
+    using Regcomp = int (*)(regex_t*, const char*, int);
+    static auto real = reinterpret_cast<Regcomp>(::dlsym(RTLD_NEXT, "regcomp"));
+    return real(re, pattern, flags);
+}
 
 using namespace std::chrono_literals;
 using namespace std::string_literals;
@@ -353,11 +368,65 @@ TEST_CASE("LineSplitter: a partial line is kept until flush()") {
     CHECK_FALSE(s.has_partial());
     s.flush(add);  // nothing left: no empty line
     CHECK(out == Lines{"first", "second"});
-    s.feed("\n", add);  // the flushed line is not continued
-    CHECK(out == Lines{"first", "second", ""});
+    s.feed("\n", add);  // the break that completes the flushed line: no line of its own
+    CHECK(out == Lines{"first", "second"});
     s.feed("end\n", add);
-    CHECK(out == Lines{"first", "second", "", "end"});
+    CHECK(out == Lines{"first", "second", "end"});
     CHECK_FALSE(s.has_partial());
+}
+
+TEST_CASE("LineSplitter: the line break after a flushed line gives no empty line") {
+    struct Case {
+        std::vector<std::string> before, after;  // fed before and after the flush
+        Lines lines;
+    };
+    const Case cases[] = {
+        {{"progress 10%"}, {"\n"}, {"progress 10%"}},
+        {{"progress 10%"}, {"\n", "\n"}, {"progress 10%", ""}},  // a genuinely empty line still is one
+        {{"progress 10%"}, {"\nnext\n"}, {"progress 10%", "next"}},
+        {{"x\r"}, {"\n"}, {"x"}},  // the CR of a CRLF, flushed alone: not data
+        {{"x\r"}, {"\nnext\n"}, {"x", "next"}},
+        {{"x"}, {"\r\n"}, {"x"}},
+        {{"x"}, {"\r", "\n"}, {"x"}},
+        {{"x"}, {"\r", "y\n"}, {"x", "y"}},  // a lone CR: the break, then the next line
+        {{"x"}, {"\r\r\n"}, {"x", ""}},
+        {{"x"}, {"more\n"}, {"x", "more"}},  // what follows is a line of its own
+        {{"a\n", "\r"}, {"\n"}, {"a", ""}},   // an empty CRLF line cut by the flush is one empty line
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.before);
+        CAPTURE(c.after);
+        LineSplitter s(100);
+        Lines out;
+        auto add = [&](std::string_view l) { out.emplace_back(l); };
+        for (const auto& b : c.before) s.feed(b, add);
+        s.flush(add);
+        for (const auto& a : c.after) s.feed(a, add);
+        s.flush(add);
+        CHECK(out == c.lines);
+    }
+    // After a flushed line a lone CR waits, as a CRLF's first half; it is no partial line then.
+    LineSplitter s(100);
+    Lines out;
+    auto add = [&](std::string_view l) { out.emplace_back(l); };
+    s.feed("x", add);
+    s.flush(add);
+    s.feed("\r", add);
+    CHECK_FALSE(s.has_partial());
+    s.flush(add);
+    CHECK(out == Lines{"x"});
+}
+
+TEST_CASE("LineSplitter: a flushed line is at most max_line bytes, its last CR dropped") {
+    LineSplitter s(4);
+    Lines out;
+    auto add = [&](std::string_view l) { out.emplace_back(l); };
+    s.feed("abcd\r", add);  // four bytes and the first half of a CRLF: not cut yet
+    CHECK(out.empty());
+    s.flush(add);
+    CHECK(out == Lines{"abcd"});
+    s.feed("\nef\n", add);
+    CHECK(out == Lines{"abcd", "ef"});
 }
 
 TEST_CASE("LineSplitter: bytes split across feed() calls at every point") {
@@ -489,7 +558,7 @@ TEST_CASE("LineSplitter: a CRLF line of exactly max_line bytes is one line") {
     CHECK(split(4, {"abcd\r\nefgh\r\n"}) == Lines{"abcd", "efgh"});
     CHECK(split(4, {"abcdefgh\r\n"}) == Lines{"abcd", "efgh"});
     CHECK(split(4, {"abcd\r", "\n"}) == Lines{"abcd"});
-    CHECK(split(4, {"abcd\r"}) == Lines{"abcd\r"});        // flushed as it is
+    CHECK(split(4, {"abcd\r"}) == Lines{"abcd"});          // flushed without the CR: max_line bytes
     CHECK(split(4, {"abcd\r", "x\n"}) == Lines{"abcd", "\rx"});  // a CR not before LF is kept
 }
 
@@ -652,6 +721,28 @@ TEST_CASE("command_argv: values lists") {
     CHECK(std::string(e->what()) == "Parameter 'host' must not start with '-'.");
     dash.params["host"].allow_leading_dash = true;
     CHECK(fastsse::command_argv(dash, "host=-v")[1] == "-v");
+}
+
+TEST_CASE("command_argv: a pattern is compiled when it is set, never per request") {
+    // The README's ping-host pattern: compiling it costs far more than a request should.
+    auto before = regcomp_calls;
+    auto spec = echo_spec(with_pattern("[a-z0-9][a-z0-9.-]{0,252}"));
+    CHECK(regcomp_calls > before);  // when the config is read
+    REQUIRE(fastsse::check_command(spec) == "");
+    auto copy = spec;  // as the producer keeps it
+    auto set = regcomp_calls;
+
+    constexpr int requests = 2000;
+    auto started = std::chrono::steady_clock::now();
+    for (int i = 0; i < requests; ++i) {
+        auto e = argv_error(copy, "host=example.org%2Fetc%2Fpasswd");
+        REQUIRE(e);
+        CHECK(e->status == 400);
+    }
+    std::chrono::duration<double, std::micro> took = std::chrono::steady_clock::now() - started;
+    CHECK(fastsse::command_argv(copy, "host=example.org") == std::vector<std::string>{"/bin/echo", "example.org"});
+    CHECK(regcomp_calls == set);
+    MESSAGE(fmt::format("a refused request's command_argv: {:.1f} us", took.count() / requests));
 }
 
 // =============================================================================================
@@ -887,6 +978,41 @@ TEST_CASE("CommandProducer: a partial line is sent after `quiet`; what follows i
     CHECK(parse_exit(*sink.exit_event()->data).code == "0");
 }
 
+// The process's state letter (R, S, Z...) from /proc, or 0 once it is gone.
+char proc_state(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    auto paren = text.rfind(')');
+    return paren == std::string::npos || paren + 2 >= text.size() ? 0 : text[paren + 2];
+}
+
+TEST_CASE("CommandProducer: lines both pipes hold come one from each in turn, at the exit too") {
+    // The command writes its stdout and stderr lines alternately and exits while the loop does not
+    // run: then both pipes are full of lines and the exit is pending. Neither pipe's lines may all
+    // come before the other's.
+    TempDir dir;
+    Harness h;
+    auto spec = sh_spec("alternate", "echo $$; while [ ! -e go ]; do sleep 0.01; done; "
+                                     "for i in 1 2 3 4 5 6; do echo out$i; echo err$i >&2; done");
+    spec.cwd = dir.path.string();
+    h.commands({spec});
+    RecordingSink sink(h);
+    auto sub = h.open(sink, "alternate");
+    REQUIRE(h.run_until([&] { return sink.sends() >= 1; }));
+    pid_t pid = std::stoi(*sink.sent_data(0));
+    dir.write("go", "");
+    // Not reaped while the loop does not run: a zombie once it has exited.
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (proc_state(pid) != 'Z' && std::chrono::steady_clock::now() < deadline) ::usleep(1000);
+    REQUIRE(proc_state(pid) == 'Z');
+
+    REQUIRE(h.run_until([&] { return sink.finishes() >= 1; }));
+    std::string got, expected = fmt::format("stdout:{} ", pid);
+    for (const auto& l : sink.lines()) got += l.event + ":" + *l.data + " ";
+    for (int i = 1; i <= 6; ++i) expected += fmt::format("stdout:out{} stderr:err{} ", i, i);
+    CHECK(got == expected);
+}
+
 TEST_CASE("CommandProducer: a command killed by a signal") {
     Harness h;
     h.commands({sh_spec("killed", "echo bye; kill -KILL $$")});
@@ -1111,6 +1237,14 @@ TEST_CASE("CommandProducer: a shared run replays after Last-Event-ID <run>.<n>")
         {"1.2", 1},               // another run
         {run + "x.2", 1},
         {run + ".abc", 1},
+        // Only a line number this run gave counts: anything else replays all the ring holds.
+        {run + ".-5", 1},         // strtoull would read 2^64 - 5: nothing replayed
+        {run + ".+2", 1},
+        {run + ". 2", 1},
+        {run + ".2x", 1},
+        {run + ".", 1},
+        {run + ".18446744073709551615", 1},
+        {run + ".9007199254740991", 1},  // beyond the run's last line
     };
     for (const auto& c : cases) {
         CAPTURE(c.last_id);
@@ -1155,6 +1289,44 @@ TEST_CASE("CommandProducer: the replay ring keeps the last `replay` lines") {
     auto se = h.open(e, "none");
     CHECK(e.sends() == 0);
     CHECK(h.children.alive() == 2);
+}
+
+TEST_CASE("CommandProducer: a replay gives the newest lines that fit in the stream's room") {
+    Harness h;
+    h.commands({ticks("roomy", {{"linger", "0"}, {"replay", "100"}})});
+    RecordingSink a(h);
+    auto sa = h.open(a, "roomy");
+    REQUIRE(h.run_until([&] { return a.sends() >= 6; }));
+    // The loop does not run below: the ring holds lines 1 to n.
+    auto n = a.sends();
+    auto cost = [&](size_t i) {
+        const auto& e = a.sent(i);
+        return fastsse::queued_size(fastsse::Event{e.event, *e.data, *e.id, std::nullopt});
+    };
+    auto last3 = cost(n - 1) + cost(n - 2) + cost(n - 3);
+    struct Case {
+        size_t room, replayed;
+        std::string last_id;
+    };
+    const Case cases[] = {
+        {SIZE_MAX, n, ""},
+        {last3, 3, ""},
+        {last3 - 1, 2, ""},
+        {cost(n - 1), 1, ""},
+        {cost(n - 1) - 1, 0, ""},
+        {0, 0, ""},
+        {last3, 2, *a.sent(n - 3).id},  // after Last-Event-ID: what is left of it, as ever
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.room);
+        CAPTURE(c.last_id);
+        RecordingSink r(h);
+        r.room_left = c.room;
+        auto sub = h.open(r, "roomy", "", c.last_id);
+        REQUIRE(r.sends() == c.replayed);
+        for (size_t i = 0; i < r.sends(); ++i) CHECK(r.sent(i).id == a.sent(n - c.replayed + i).id);
+    }
+    CHECK(h.children.alive() == 1);
 }
 
 TEST_CASE("CommandProducer: a shared run lingers after its last viewer left") {

@@ -318,3 +318,19 @@ TEST_CASE("encode_comment") {
         CHECK(out == "data: x\n\n: heartbeat\n\n");
     }
 }
+
+TEST_CASE("parse_event_number: digits only, at most 2^53 - 1") {
+    using fastsse::parse_event_number;
+    CHECK(parse_event_number("0") == 0u);
+    CHECK(parse_event_number("42") == 42u);
+    CHECK(parse_event_number("0042") == 42u);
+    CHECK(parse_event_number("9007199254740991") == fastsse::max_event_number);
+    CHECK(fastsse::max_event_number == 9007199254740991u);
+    CHECK(parse_event_number("00000000000000000000009007199254740991") == fastsse::max_event_number);
+    for (std::string_view bad : {""sv, "-5"sv, "+5"sv, " 5"sv, "5 "sv, "5x"sv, "0x10"sv, "1e3"sv, "1.5"sv, "\xd9\xa1"sv,
+                                 "9007199254740992"sv, "18446744073709551615"sv, "18446744073709551616"sv,
+                                 "99999999999999999999999999999999"sv, "5\0"sv}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_event_number(bad));
+    }
+}

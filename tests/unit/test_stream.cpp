@@ -633,6 +633,56 @@ TEST_CASE("Stream: an event larger than the queue limit reaches a client that ke
     CHECK(records[0].content + records[1].content == "data: " + big + "\n\n");
 }
 
+TEST_CASE("Stream: what a producer queues while the stream opens counts against the limit") {
+    // A replay of 100 KB, sent by the producer before begin(), to a stream that may hold 16 KiB.
+    fastsse::StreamLimits limits;
+    limits.max_buffer = 16 * 1024;
+    Fixture f(limits, 1, 4096);  // a small socket buffer, and the peer never reads
+    std::string payload(1000, 'p');
+    for (int i = 0; i < 100; ++i) f.stream->send(data_event(payload));
+    CHECK(f.owner.retired.empty());  // nothing is decided before begin(): reject() is still possible
+    CHECK(f.stream->room() == 0);
+    f.begin();
+    REQUIRE(f.owner.retired == std::vector<uint64_t>{7});
+    CHECK(f.log.text().find("stream 7 closed: dropped: output buffer full") != std::string::npos);
+    CHECK(f.stream->room() == 0);
+}
+
+TEST_CASE("Stream: room() is what may still be queued; a producer that keeps to it is not dropped") {
+    fastsse::StreamLimits limits;
+    limits.max_buffer = 16 * 1024;
+    Fixture f(limits, 1, 4096);
+    // While the stream opens, the head that begin() puts first is counted already.
+    CHECK(f.stream->room() < limits.max_buffer);
+    CHECK(f.stream->room() > limits.max_buffer - 256);
+
+    std::string payload(1000, 'p');
+    auto e = data_event(payload);
+    CHECK(fastsse::queued_size(e) == 8 + 6 + payload.size() + 2);  // one record: "data: ...\n\n"
+    size_t sent = 0;
+    while (fastsse::queued_size(e) <= f.stream->room()) {
+        auto before = f.stream->room();
+        f.stream->send(e);
+        ++sent;
+        CHECK(f.stream->room() == before - fastsse::queued_size(e));
+    }
+    CHECK(sent == (limits.max_buffer - 256) / fastsse::queued_size(e));  // 15: all the head left room for
+    f.begin();
+    CHECK(f.owner.retired.empty());
+
+    std::vector<Record>* got = nullptr;
+    auto all_came = [&] { return got && got->size() == 1 + sent; };
+    PeerReader reader(f.loop, f.peer, all_came);
+    got = &reader.received;
+    REQUIRE(f.run_until(all_came));
+    check_head(reader.received[0]);
+    for (size_t i = 1; i < reader.received.size(); ++i) CHECK(reader.received[i].content == "data: " + payload + "\n\n");
+    CHECK(f.owner.retired.empty());
+    // A stream that ended has no room.
+    f.stream->finish(std::nullopt);
+    CHECK(f.stream->room() == 0);
+}
+
 TEST_CASE("Stream: a client that takes nothing for the write timeout is dropped") {
     fastsse::StreamLimits limits;
     limits.max_buffer = 1 << 20;

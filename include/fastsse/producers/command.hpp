@@ -17,9 +17,32 @@
 
 namespace fastsse {
 
+// A parameter's POSIX extended regex, which the whole value must match. It is compiled when it is
+// set, that is when the config file is read, never per request: compiling a pattern such as
+// "[a-z0-9.-]{0,1000}" takes milliseconds, and every request (refused ones too) would pay them on
+// the event loop. Copies share the compiled form; matching does not change it.
+class ParamPattern {
+public:
+    ParamPattern() = default;
+    ParamPattern(std::string source);  // implicit: a pattern is written as its text
+    ParamPattern(const char* source) : ParamPattern(std::string(source)) {}
+    const std::string& source() const { return source_; }
+    bool empty() const { return source_.empty(); }
+    void clear() { *this = ParamPattern(); }
+    bool valid() const { return compiled_ != nullptr; }  // false when empty or not a valid regex
+    // False for an invalid pattern. `value` must hold no NUL byte (values with one are refused first).
+    bool matches(const std::string& value) const;
+    friend bool operator==(const ParamPattern& p, std::string_view text) { return p.source_ == text; }
+
+private:
+    class Compiled;
+    std::string source_;
+    std::shared_ptr<const Compiled> compiled_;
+};
+
 // A value taken from the query string, which becomes exactly one argv element ("{name}").
 struct CommandParam {
-    std::string pattern;              // POSIX extended regex the whole value must match, or
+    ParamPattern pattern;             // the regex the whole value must match, or
     std::vector<std::string> values;  // the allowed values
     std::optional<std::string> default_value;
     size_t max_length = 256;
@@ -64,17 +87,21 @@ std::vector<std::string> command_argv(const CommandSpec& spec, std::string_view 
 std::string sanitize_utf8(std::string_view bytes);
 
 // Cuts a byte stream into lines: at \n (a \r before it is dropped), or after max_line bytes
-// (at a UTF-8 character boundary), or when flush() is called for a partial line.
+// (at a UTF-8 character boundary), or when flush() is called for a partial line. A flushed line
+// loses a last \r, and the line break that later completes it (\n, \r\n or \r) gives no line of
+// its own: "progress 10%", flushed, then "\n" is one line, not two.
 class LineSplitter {
 public:
     explicit LineSplitter(size_t max_line) : max_line_(max_line) {}
     void feed(std::string_view bytes, const std::function<void(std::string_view)>& line);
     void flush(const std::function<void(std::string_view)>& line);
-    bool has_partial() const { return !partial_.empty(); }
+    // A lone \r after a flushed line is that line's break, not a partial line.
+    bool has_partial() const { return !partial_.empty() && !(flushed_ && partial_ == "\r"); }
 
 private:
     size_t max_line_;
     std::string partial_;
+    bool flushed_ = false;  // the last line went out by flush(): its line break may still come
 };
 
 class CommandProducer final : public Producer {
