@@ -13,13 +13,15 @@ import pytest
 
 from commandlib import (CMD_NGINX_CONF, ES, PATH_ENV, cmd_path, descendants, proc_state, script, started_lines,
                         thread_count, write_config)
-from fastsse_testlib import HttpStream, Retry, get, wait_until
+from fastsse_testlib import HttpStream, Retry, assert_no_sanitizer_report, get, wait_until
 
 
 def run_fastsse(paths, *args, timeout=2.0) -> subprocess.CompletedProcess:
     # subprocess.run kills the process (by its PID) if it outlives the timeout.
-    return subprocess.run([str(paths.binary), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout)
+    r = subprocess.run([str(paths.binary), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=timeout)
+    assert_no_sanitizer_report(r.stderr, f"fastsse {' '.join(args)}")
+    return r
 
 
 # ----------------------------------------------------------------------------------------------
