@@ -114,6 +114,18 @@ def kill_if_same(pid: int, starttime: str):
             pass
 
 
+# What AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer write to stderr when they find
+# something (the sanitizer build, FASTSSE_SANITIZE): fastsse's log must never hold one.
+SANITIZER_REPORT = re.compile(r"^==\d+==ERROR: \w+Sanitizer|: runtime error: |^SUMMARY: \w+Sanitizer", re.M)
+
+
+def assert_no_sanitizer_report(log: str, who: str):
+    m = SANITIZER_REPORT.search(log)
+    if m:
+        start = log.rfind("\n", 0, max(0, m.start() - 1500)) + 1
+        raise AssertionError(f"{who}: a sanitizer report in its log:\n{log[start:start + 6000]}")
+
+
 def make_dir(path: Path) -> Path:
     """A fresh directory that nginx's workers (user nobody) can traverse."""
     if path.exists():
@@ -207,10 +219,19 @@ class Fastsse:
         self.proc.send_signal(signo)
 
     def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout=timeout)
+        status = self.proc.wait(timeout=timeout)
+        self.assert_no_sanitizer_report()
+        return status
 
     def stop(self) -> Optional[int]:
-        return stop_process(self.proc)
+        status = stop_process(self.proc)
+        self.assert_no_sanitizer_report()
+        return status
+
+    def assert_no_sanitizer_report(self):
+        """Fails when the sanitizer build's fastsse reported an error or a leak (LeakSanitizer reports
+        at exit: call this once the process ended)."""
+        assert_no_sanitizer_report(self.log(), f"fastsse (pid {self.pid}, {self.log_path})")
 
 
 # ----------------------------------------------------------------------------------------------

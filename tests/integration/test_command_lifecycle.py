@@ -13,13 +13,16 @@ import pytest
 
 from commandlib import (CMD_NGINX_CONF, ES, PATH_ENV, cmd_path, descendants, proc_state, script, started_lines,
                         thread_count, write_config)
-from fastsse_testlib import FcgiRequest, HttpStream, Retry, _stat_fields, get, kill_if_same, wait_until
+from fastsse_testlib import (FcgiRequest, HttpStream, Retry, _stat_fields, assert_no_sanitizer_report, get, kill_if_same,
+                             wait_until)
 
 
 def run_fastsse(paths, *args, timeout=2.0) -> subprocess.CompletedProcess:
     # subprocess.run kills the process (by its PID) if it outlives the timeout.
-    return subprocess.run([str(paths.binary), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout)
+    r = subprocess.run([str(paths.binary), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=timeout)
+    assert_no_sanitizer_report(r.stderr, f"fastsse {' '.join(args)}")
+    return r
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,15 +7,16 @@ import subprocess
 
 import pytest
 
-from fastsse_testlib import Retry
+from fastsse_testlib import Retry, assert_no_sanitizer_report
 
 ES = {"Accept": "text/event-stream"}
 
 
 def run(paths, *args, stdin=subprocess.DEVNULL, timeout=5.0) -> subprocess.CompletedProcess:
     # subprocess.run kills the process (by its PID) if it outlives the timeout.
-    return subprocess.run([str(paths.binary), *args], stdin=stdin, capture_output=True, text=True,
-                          timeout=timeout)
+    r = subprocess.run([str(paths.binary), *args], stdin=stdin, capture_output=True, text=True, timeout=timeout)
+    assert_no_sanitizer_report(r.stderr, f"fastsse {' '.join(args)}")
+    return r
 
 
 def assert_usage_error(r: subprocess.CompletedProcess, *mentions: str):
