@@ -179,6 +179,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.skipif(os.environ.get("FASTSSE_SANITIZED") == "1",
+                    reason="UBSan's first check of each type opens a pipe to probe memory: with no descriptor "
+                           "left it reports a false 'invalid vptr' (this test runs in the normal build)")
 def test_out_of_descriptors_pauses_accepting(paths, workdir):
     # 40 descriptors in all: a few connections that never send their head use up the rest. accept()
     # then fails with EMFILE while the connection waits in the backlog, and the socket stays

@@ -1,0 +1,67 @@
+// The FastCGI gate with libfcgi in the loop: any bytes through check_head(), and whatever it lets
+// through read by libfcgi 2.4.2 itself (read_request on a socketpair), as the acceptor does. Under
+// ASan this is where libfcgi's stack overflow, its abort on huge param lengths and its leak on
+// unknown management records would show. Properties:
+// - a refusal has a reason, and its answer is whole records of the null request id (management
+//   answers) or of one request (FCGI_END_REQUEST);
+// - whatever check_head calls ready, libfcgi reads whole, for the same request id;
+// - a prefix of ready bytes is never refused: bytes still to come cannot make a good head bad.
+#include <fcgiapp.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "fastsse/fastcgi.hpp"
+#include "fuzz.hpp"
+
+namespace {
+
+using fastsse_fuzz::check;
+namespace fcgi = fastsse::fastcgi;
+using Verdict = fcgi::HeadCheck::Verdict;
+
+void check_answer(std::string_view answer) {
+    while (!answer.empty()) {
+        check(answer.size() >= 8, "an answer is whole records");
+        auto length = static_cast<unsigned char>(answer[4]) << 8 | static_cast<unsigned char>(answer[5]);
+        check(answer[0] == 1 && answer.size() >= 8u + length + static_cast<unsigned char>(answer[6]),
+              "an answer record is version 1 and whole");
+        auto type = static_cast<unsigned char>(answer[1]);
+        check(type == 3 || type == 10 || type == 11, "an answer is END_REQUEST, GET_VALUES_RESULT or UNKNOWN_TYPE");
+        answer.remove_prefix(8 + length + static_cast<unsigned char>(answer[6]));
+    }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    static const bool initialised = FCGX_Init() == 0;
+    check(initialised, "FCGX_Init");
+    // What the acceptor peeks at most; a socketpair holds that much without a reader.
+    std::string_view bytes(reinterpret_cast<const char*>(data), std::min<size_t>(size, 128 * 1024));
+    auto head = fcgi::check_head(bytes, 100);
+    if (head.verdict == Verdict::refused) {
+        check(!head.reason.empty(), "a refusal has a reason");
+        check_answer(head.answer);
+        return 0;
+    }
+    if (head.verdict == Verdict::incomplete) return 0;
+    check(head.head_length >= 8 && head.head_length <= bytes.size(), "the head is within the bytes");
+    for (size_t cut : {size_t{0}, head.head_length / 2, head.head_length - 1})
+        check(fcgi::check_head(bytes.substr(0, cut), 100).verdict == Verdict::incomplete,
+              "a prefix of a ready head is incomplete");
+
+    int fds[2];
+    check(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0, "socketpair");
+    fastsse::UniqueFd ours(fds[0]);
+    int sndbuf = 512 * 1024;
+    ::setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    check(::send(fds[0], bytes.data(), bytes.size(), MSG_DONTWAIT) == static_cast<ssize_t>(bytes.size()), "send");
+    auto connection = fcgi::read_request(fastsse::UniqueFd(fds[1]));
+    check(connection.has_value(), "libfcgi reads every head check_head lets through");
+    unsigned id = static_cast<unsigned char>(bytes[2]) << 8 | static_cast<unsigned char>(bytes[3]);
+    check(connection->request_id == id, "the request id is BEGIN_REQUEST's");
+    return 0;
+}
