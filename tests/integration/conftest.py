@@ -77,6 +77,17 @@ def workdir(paths, request) -> Path:
     return make_dir(paths.work / _short_name(request.node.name))
 
 
+@pytest.fixture
+def fastsse(paths, workdir):
+    """fastsse alone on a unix socket in the test's folder, for tests that play the web server."""
+    fs = Fastsse(paths.binary, workdir, f"unix:{workdir / 'fastsse.sock'}")
+    try:
+        fs.wait_started()
+        yield fs
+    finally:
+        fs.stop()
+
+
 class Stack:
     """fastsse behind nginx, as users run them."""
 

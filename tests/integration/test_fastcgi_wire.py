@@ -5,20 +5,10 @@ import signal
 
 import pytest
 
-from fastsse_testlib import FCGI_END_REQUEST, FCGI_STDOUT, FcgiRequest, Fastsse, Timeout
+from fastsse_testlib import FCGI_END_REQUEST, FCGI_STDOUT, FcgiRequest, Timeout
 
 STREAM_HEADERS = (b"Status: 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
                   b"Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n\r\n")
-
-
-@pytest.fixture
-def fastsse(paths, workdir):
-    fs = Fastsse(paths.binary, workdir, f"unix:{workdir / 'fastsse.sock'}")
-    try:
-        fs.wait_started()
-        yield fs
-    finally:
-        fs.stop()
 
 
 @pytest.fixture

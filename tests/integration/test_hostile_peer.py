@@ -7,13 +7,12 @@ import re
 import signal
 import socket
 import struct
-import subprocess
 import time
 
 import pytest
 
 from fastsse_testlib import (FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_RESPONDER, FCGI_STDIN,
-                             Fastsse, FcgiRequest, fcgi_pairs, wait_until)
+                             Fastsse, FcgiRequest, fcgi_pairs)
 
 FCGI_GET_VALUES, FCGI_GET_VALUES_RESULT, FCGI_UNKNOWN_TYPE = 9, 10, 11
 BEGIN_BODY = struct.pack("!HB5x", FCGI_RESPONDER, 0)
@@ -60,16 +59,6 @@ class Peer:
             buf = buf[8 + length + padding:]
         assert buf == b"", buf
         return out
-
-
-@pytest.fixture
-def fastsse(paths, workdir):
-    fs = Fastsse(paths.binary, workdir, f"unix:{workdir / 'fastsse.sock'}")
-    try:
-        fs.wait_started()
-        yield fs
-    finally:
-        fs.stop()
 
 
 def sock_path(fs: Fastsse) -> str:
