@@ -149,7 +149,8 @@ void Server::run() {
         shut_down();
     });
     sweep_timer_ = loop_.call_after(std::chrono::seconds(1), [this] { sweep(); });
-    acceptor_ = std::make_unique<Acceptor>(loop_, listen_fd_, settings_.max_streams, [this](Connection c) { on_connection(std::move(c)); });
+    acceptor_ = std::make_unique<Acceptor>(loop_, listen_fd_, settings_.max_streams,
+                                           [this](Connection c) { on_connection(std::move(c)); });
     loop_.run();
     acceptor_.reset();
     streams_.clear();
