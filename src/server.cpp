@@ -163,18 +163,18 @@ void Server::on_connection(Connection c) {
         serve(c);
     } catch (const RequestError& e) {
         spdlog::info("{} {}: {} {}", c.request.method, c.request.uri, e.status, e.what());
-        send_response(c, e.status, e.headers, std::string(e.what()) + "\n");
+        send_error(c, e);
     } catch (const std::exception& e) {
         spdlog::error("{} {}: {}", c.request.method, c.request.uri, e.what());
-        send_response(c, 500, {}, std::string(e.what()) + "\n");
+        send_error(c, RequestError(500, e.what()));
     }
 }
 
 void Server::serve(Connection& c) {
     const auto& r = c.request;
     if (r.method != "GET" && r.method != "HEAD")
-        throw RequestError(405, fmt::format("Method {} is not allowed: an event stream is read with GET.", r.method),
-                           "Allow: GET, HEAD\r\n");
+        throw RequestError::method_not_allowed(
+            fmt::format("Method {} is not allowed: an event stream is read with GET.", r.method), "GET, HEAD");
     auto it = r.fastsse.find("producer");
     if (it == r.fastsse.end())
         throw RequestError(404, "No event stream here: this location sets no FASTSSE_PRODUCER.");
@@ -182,9 +182,10 @@ void Server::serve(Connection& c) {
     if (!producer) throw RequestError(404, fmt::format("No event stream here: no producer named '{}'.", it->second));
     if (!accepts_event_stream(r.accept))
         throw RequestError(406, "You must send a request with \"Accept: text/event-stream\".");
-    if (shutting_down_) throw RequestError(503, "The server is shutting down.", "Retry-After: 2\r\n");
+    using std::chrono::seconds;
+    if (shutting_down_) throw RequestError::unavailable("The server is shutting down.", seconds(2));
     if (streams_.size() >= settings_.max_streams)
-        throw RequestError(503, fmt::format("Too many open streams ({}).", settings_.max_streams), "Retry-After: 5\r\n");
+        throw RequestError::unavailable(fmt::format("Too many open streams ({}).", settings_.max_streams), seconds(5));
 
     // An admin's mistake in the location, not the client's: 500, with the param named.
     auto producer_name = it->second;

@@ -50,6 +50,13 @@ void send_response(Connection& c, int status, std::string_view extra_headers, st
     c.fd.reset();
 }
 
+void send_error(Connection& c, const RequestError& error) {
+    std::string headers;
+    if (error.retry_after) headers += fmt::format("Retry-After: {}\r\n", error.retry_after->count());
+    if (!error.allow.empty()) headers += fmt::format("Allow: {}\r\n", error.allow);
+    send_response(c, error.status, headers, std::string(error.what()) + "\n");
+}
+
 Stream::Stream(EventLoop& loop, StreamOwner& owner, uint64_t id, Connection connection, StreamLimits limits,
                std::string what)
     : loop_(loop), owner_(owner), id_(id), conn_(std::move(connection)), limits_(limits), what_(std::move(what)),
@@ -80,7 +87,7 @@ void Stream::begin(std::unique_ptr<Subscription> work) {
 void Stream::reject(const RequestError& error) {
     work_.reset();
     spdlog::info("stream {} refused: {} {}: {}", id_, error.status, status_text(error.status), error.what());
-    send_response(conn_, error.status, error.headers, std::string(error.what()) + "\n");
+    send_error(conn_, error);
     state_ = State::closed;
     owner_.retire(*this);
 }

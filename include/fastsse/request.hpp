@@ -1,6 +1,7 @@
 #pragma once
 // What fastsse reads from one FastCGI request, copied out of libfcgi's memory at once,
 // and the pure HTTP rules applied to it.
+#include <chrono>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -21,12 +22,26 @@ struct Request {
 // Builds a Request from CGI-style "NAME=value" strings (libfcgi's envp).
 Request request_from_env(const char* const* envp);
 
-// An answer given instead of a stream: an HTTP status and a one-line text/plain reason.
+// An answer given instead of a stream: an HTTP status and a one-line text/plain reason. Typed, so
+// that whoever raises it writes no header text: one place (send_error) makes it HTTP.
 struct RequestError : std::runtime_error {
-    RequestError(int status, std::string reason, std::string extra_headers = {})
-        : std::runtime_error(std::move(reason)), status(status), headers(std::move(extra_headers)) {}
+    RequestError(int status, std::string reason) : std::runtime_error(std::move(reason)), status(status) {}
+    // 503: the server or a limit is busy; the client may try again after `retry_after`.
+    static RequestError unavailable(std::string reason, std::chrono::seconds retry_after) {
+        RequestError e(503, std::move(reason));
+        e.retry_after = retry_after;
+        return e;
+    }
+    // 405: the location takes `allow` ("GET, HEAD") only.
+    static RequestError method_not_allowed(std::string reason, std::string allow) {
+        RequestError e(405, std::move(reason));
+        e.allow = std::move(allow);
+        return e;
+    }
+
     int status;
-    std::string headers;  // extra CGI header lines, each ending in "\r\n" (e.g. Allow, Retry-After)
+    std::optional<std::chrono::seconds> retry_after;  // Retry-After
+    std::string allow;                                // Allow
 };
 
 // Accept negotiation as Hoa\Eventsource, with q-values: text/event-stream, text/* or */* with q > 0.

@@ -40,6 +40,8 @@ constexpr std::string_view event_stream_headers =
 // A short complete response: CGI headers and body, written at once, then the connection closed.
 void send_response(Connection& connection, int status, std::string_view extra_headers, std::string_view body);
 std::string_view status_text(int status);
+// The one place an error becomes HTTP: its status, its headers (Retry-After, Allow), its reason.
+void send_error(Connection& connection, const RequestError& error);
 
 class Stream final : public Sink, public IoHandler {
 public:

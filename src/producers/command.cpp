@@ -511,9 +511,9 @@ std::unique_ptr<Subscription> CommandProducer::open(Sink& sink, const StreamStar
     }
     if (!run) {
         if (running(spec.name) >= spec.max_running)
-            throw RequestError(503, fmt::format("Command '{}' is running {} times already, its limit.", spec.name,
-                                                spec.max_running),
-                               "Retry-After: 10\r\n");
+            throw RequestError::unavailable(
+                fmt::format("Command '{}' is running {} times already, its limit.", spec.name, spec.max_running),
+                std::chrono::seconds(10));
         auto owned = std::make_unique<Run>(*this, spec, argv);
         owned->start();  // throws when the program cannot start: a 500 before any header
         run = owned.get();

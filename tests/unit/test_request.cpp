@@ -243,11 +243,16 @@ TEST_CASE("request_from_env") {
     }
 }
 
-TEST_CASE("RequestError carries status, reason and extra headers") {
-    fastsse::RequestError e(405, "no", "Allow: GET, HEAD\r\n");
+TEST_CASE("RequestError carries status, reason, and what its headers need") {
+    auto e = fastsse::RequestError::method_not_allowed("no", "GET, HEAD");
     CHECK(e.status == 405);
     CHECK(std::string(e.what()) == "no");
-    CHECK(e.headers == "Allow: GET, HEAD\r\n");
+    CHECK(e.allow == "GET, HEAD");
+    CHECK_FALSE(e.retry_after);
+    auto busy = fastsse::RequestError::unavailable("busy", std::chrono::seconds(7));
+    CHECK(busy.status == 503);
+    CHECK(busy.retry_after == std::chrono::seconds(7));
     fastsse::RequestError plain(404, "gone");
-    CHECK(plain.headers.empty());
+    CHECK(plain.allow.empty());
+    CHECK_FALSE(plain.retry_after);
 }

@@ -736,7 +736,7 @@ TEST_CASE("Stream: a client that catches up gets everything, in order, then the 
 
 TEST_CASE("Stream: reject() writes a complete error response") {
     Fixture f({}, 3);
-    f.stream->reject(fastsse::RequestError(405, "Method POST is not allowed.", "Allow: GET, HEAD\r\n"));
+    f.stream->reject(fastsse::RequestError::method_not_allowed("Method POST is not allowed.", "GET, HEAD"));
     auto records = f.peer.records();
     CHECK(f.peer.eof);
     REQUIRE(records.size() == 3);
