@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,7 +67,11 @@ public:
 // Producers by name, assembled explicitly in one place (main.cpp).
 class Registry {
 public:
-    void add(std::string name, std::unique_ptr<Producer> producer) { producers_[std::move(name)] = std::move(producer); }
+    // A name given twice is a mistake where the program is assembled: it throws std::logic_error.
+    void add(std::string name, std::unique_ptr<Producer> producer) {
+        auto [it, added] = producers_.try_emplace(std::move(name), std::move(producer));
+        if (!added) throw std::logic_error("a producer named '" + it->first + "' is registered already");
+    }
     Producer* find(std::string_view name) const {
         auto it = producers_.find(name);
         return it == producers_.end() ? nullptr : it->second.get();

@@ -8,6 +8,8 @@
 
 #include <sstream>
 #include <stdexcept>
+#include <thread>
+#include <vector>
 
 #include "fastsse/event_loop.hpp"
 
@@ -62,4 +64,42 @@ TEST_CASE("EventLoop: modify reports a descriptor it does not watch instead of t
     loop.add(fd.get(), EPOLLIN, &handler);
     CHECK(loop.modify(fd.get(), EPOLLIN | EPOLLOUT, &handler));
     loop.remove(fd.get());
+}
+
+TEST_CASE("EventLoop: timers run in deadline order, those added for the same time in the order added") {
+    fastsse::EventLoop loop;
+    std::vector<int> order;
+    auto now = fastsse::EventLoop::Clock::now();
+    auto c = loop.call_at(now + 3ms, [&] { order.push_back(3); });
+    auto a = loop.call_at(now + 1ms, [&] { order.push_back(1); });
+    auto b1 = loop.call_at(now + 2ms, [&] { order.push_back(21); });
+    auto b2 = loop.call_at(now + 2ms, [&] { order.push_back(22); });
+    auto stop = loop.call_at(now + 10ms, [&] { loop.stop(); });
+    loop.run();
+    CHECK(order == std::vector<int>{1, 21, 22, 3});
+}
+
+TEST_CASE("EventLoop: a timer cancelled by another one due at the same time does not run") {
+    fastsse::EventLoop loop;
+    auto now = fastsse::EventLoop::Clock::now();
+    bool second_ran = false;
+    fastsse::Timer second;
+    auto first = loop.call_at(now + 1ms, [&] { second.cancel(); });
+    second = loop.call_at(now + 1ms, [&] { second_ran = true; });
+    auto stop = loop.call_at(now + 5ms, [&] { loop.stop(); });
+    loop.run();
+    CHECK_FALSE(second_ran);
+}
+
+TEST_CASE("EventLoop: post() from another thread wakes the loop") {
+    fastsse::EventLoop loop;
+    bool ran = false;
+    std::thread other([&] { loop.post([&] {
+        ran = true;
+        loop.stop();
+    }); });
+    auto guard = loop.call_after(5s, [&] { loop.stop(); });  // a failure, not a hang
+    loop.run();
+    other.join();
+    CHECK(ran);
 }
