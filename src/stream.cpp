@@ -21,7 +21,24 @@ constexpr std::string_view status_ok = "Status: 200 OK\r\n";
 constexpr size_t head_size =
     fastcgi::header_size + status_ok.size() + event_stream_headers.size() + 2 + opening_comment.size();
 
+// A write that failed: the client left (the web server closed the connection), or something else.
+CloseReason write_failure(int error) {
+    return error == EPIPE || error == ECONNRESET ? CloseReason::write_failed : CloseReason::write_error;
+}
+
 }  // namespace
+
+std::string_view to_string(CloseReason reason) {
+    switch (reason) {
+    case CloseReason::client_gone: return "client gone";
+    case CloseReason::write_failed: return "client gone (write failed)";
+    case CloseReason::write_error: return "write error";
+    case CloseReason::buffer_full: return "dropped: output buffer full";
+    case CloseReason::write_timeout: return "dropped: write timeout";
+    case CloseReason::finished: return "finished";
+    }
+    return "closed";
+}
 
 std::string_view status_text(int status) {
     switch (status) {
@@ -133,9 +150,7 @@ void Stream::queue(std::string_view bytes) {
         size_t total = header.size() + bytes.size();
         if (n == static_cast<ssize_t>(total)) return;
         if (n < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK) return close(errno == EPIPE || errno == ECONNRESET
-                                                                          ? "client gone (write failed)"
-                                                                          : "write error");
+            if (errno != EAGAIN && errno != EWOULDBLOCK) return close(write_failure(errno));
             n = 0;
         }
         pending_.clear();
@@ -165,7 +180,7 @@ void Stream::queue(std::string_view bytes) {
 void Stream::drop_if_over_limit() {
     if (auto queued = pending_.size() - pending_off_; queued > limits_.max_buffer) {
         spdlog::warn("stream {}: client too slow, {} bytes queued (limit {})", id_, queued, limits_.max_buffer);
-        close("dropped: output buffer full");
+        close(CloseReason::buffer_full);
     }
 }
 
@@ -193,7 +208,7 @@ void Stream::flush() {
                 watch_output(true);
                 return;
             }
-            return close(errno == EPIPE || errno == ECONNRESET ? "client gone (write failed)" : "write error");
+            return close(write_failure(errno));
         }
         pending_off_ += n;
         stalled_since_ = loop_.now();
@@ -201,19 +216,19 @@ void Stream::flush() {
     pending_.clear();
     pending_off_ = 0;
     watch_output(false);
-    if (state_ == State::finishing) close("finished");
+    if (state_ == State::finishing) close(CloseReason::finished);
 }
 
 void Stream::watch_output(bool on) {
     if (on == watching_output_ || state_ == State::closed) return;
     watching_output_ = on;
     if (!loop_.modify(conn_.fd.get(), EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0u), this))
-        close(fmt::format("write error (epoll: {})", std::strerror(errno)));
+        close(CloseReason::write_error, fmt::format("epoll: {}", std::strerror(errno)));
 }
 
 void Stream::on_io(uint32_t events) {
     if (state_ == State::closed) return;
-    if (events & (EPOLLERR | EPOLLHUP)) return close("client gone");
+    if (events & (EPOLLERR | EPOLLHUP)) return close(CloseReason::client_gone);
     if (events & (EPOLLIN | EPOLLRDHUP)) {
         // The web server sends nothing more we need (an empty FCGI_STDIN, perhaps FCGI_ABORT_REQUEST);
         // end of input means it closed the connection because the client left.
@@ -223,10 +238,10 @@ void Stream::on_io(uint32_t events) {
         for (int reads = 0; reads < 16; ++reads) {
             ssize_t n = ::recv(conn_.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
             if (n > 0) continue;
-            if (n == 0) return close("client gone");
+            if (n == 0) return close(CloseReason::client_gone);
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            return close("client gone");
+            return close(CloseReason::client_gone);
         }
     }
     if (events & EPOLLOUT) flush();
@@ -236,18 +251,19 @@ void Stream::sweep(EventLoop::Clock::time_point now) {
     if (state_ == State::closed || state_ == State::opening) return;
     if (pending_off_ < pending_.size() && now - stalled_since_ >= limits_.write_timeout) {
         spdlog::warn("stream {}: client took nothing for {} s", id_, limits_.write_timeout.count());
-        return close("dropped: write timeout");
+        return close(CloseReason::write_timeout);
     }
     if (state_ == State::open && now - last_output_ >= limits_.heartbeat) queue(heartbeat_comment);
 }
 
-void Stream::close(std::string_view reason) {
+void Stream::close(CloseReason reason, std::string_view detail) {
     if (state_ == State::closed) return;
     bool was_started = state_ != State::opening;
     state_ = State::closed;
     if (was_started) loop_.remove(conn_.fd.get());
     auto seconds = std::chrono::duration<double>(loop_.now() - opened_).count();
-    spdlog::info("stream {} closed: {} (after {:.1f} s, {} events)", id_, reason, seconds, events_);
+    spdlog::info("stream {} closed: {}{} (after {:.1f} s, {} events)", id_, to_string(reason),
+                 detail.empty() ? std::string() : fmt::format(" ({})", detail), seconds, events_);
     owner_.retire(*this);
 }
 

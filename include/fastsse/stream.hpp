@@ -22,6 +22,17 @@ struct StreamLimits {
 
 class Stream;
 
+// Why a stream ended, as the log says it (and, later, as metrics count it).
+enum class CloseReason {
+    client_gone,    // the web server closed the connection: the client left
+    write_failed,   // a write found the connection closed: the client left
+    write_error,    // any other failure of the connection
+    buffer_full,    // a slow client: more than stream_buffer queued
+    write_timeout,  // a client that took nothing for write_timeout
+    finished,       // the server ended the stream (the producer, or shutdown)
+};
+std::string_view to_string(CloseReason reason);
+
 // Who destroys streams: retire() is called once per stream, which is destroyed later on the loop.
 class StreamOwner {
 public:
@@ -78,7 +89,7 @@ private:
     void drop_if_over_limit();
     void flush();
     void watch_output(bool on);
-    void close(std::string_view reason);
+    void close(CloseReason reason, std::string_view detail = {});
 
     EventLoop& loop_;
     StreamOwner& owner_;

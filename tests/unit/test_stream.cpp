@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <sstream>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -758,4 +759,15 @@ TEST_CASE("Stream: reject() writes a complete error response") {
     f.stream->finish(1s);
     CHECK(f.owner.retired.size() == 1);
     f.stream.reset();  // and is destroyed cleanly, its connection already closed
+}
+
+TEST_CASE("CloseReason: each reason has its own words in the log") {
+    using fastsse::CloseReason;
+    std::vector<std::string_view> words;
+    for (auto r : {CloseReason::client_gone, CloseReason::write_failed, CloseReason::write_error,
+                   CloseReason::buffer_full, CloseReason::write_timeout, CloseReason::finished})
+        words.push_back(fastsse::to_string(r));
+    std::sort(words.begin(), words.end());
+    CHECK(std::adjacent_find(words.begin(), words.end()) == words.end());
+    CHECK(fastsse::to_string(CloseReason::buffer_full) == "dropped: output buffer full");
 }
