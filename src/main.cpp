@@ -10,13 +10,14 @@
 
 #include <filesystem>
 
-#include "fastsse/event_loop.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/fastcgi/listener.hpp"
 #include "fastsse/log.hpp"
-#include "fastsse/process.hpp"
+#include "fastsse/loop/process.hpp"
 #include "fastsse/producers/clock.hpp"
 #include "fastsse/producers/command.hpp"
-#include "fastsse/server.hpp"
-#include "fastsse/settings.hpp"
+#include "fastsse/http/server.hpp"
+#include "fastsse/config/settings.hpp"
 
 namespace {
 

@@ -149,7 +149,7 @@ void ClockProducer::Ticker::fire() {
     do next_ += interval_;
     while (next_ <= now);
     timer_ = owner_.loop_.call_at(next_, [this] { fire(); });
-    if (subscribers_.empty()) owner_.loop_.post([&owner = owner_, key = key_] { owner.drop(key); });
+    if (subscribers_.empty()) owner_.drop(key_);
 }
 
 ClockProducer::ClockProducer(EventLoop& loop) : loop_(loop) {}
@@ -177,7 +177,10 @@ std::unique_ptr<Subscription> ClockProducer::open(Sink& sink, const StreamStart&
 
 void ClockProducer::drop(const Key& key) {
     auto it = tickers_.find(key);
-    if (it != tickers_.end() && it->second->idle()) tickers_.erase(it);
+    if (it == tickers_.end() || !it->second->idle()) return;
+    // Perhaps from the ticker's own fire(): it is destroyed once that returns.
+    loop_.destroy_later(std::move(it->second));
+    tickers_.erase(it);
 }
 
 }  // namespace fastsse

@@ -12,7 +12,7 @@
 #include <deque>
 #include <fmt/format.h>
 
-#include "fastsse/request.hpp"
+#include "fastsse/http/request.hpp"
 
 namespace fastsse {
 

@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <string>
 
-#include "fastsse/settings.hpp"
+#include "fastsse/config/settings.hpp"
 #include "fuzz.hpp"
 
 namespace {

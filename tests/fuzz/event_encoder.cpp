@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "bench/sse_parse.hpp"
-#include "fastsse/event.hpp"
+#include "fastsse/sse/event.hpp"
 #include "fuzz.hpp"
 
 namespace {

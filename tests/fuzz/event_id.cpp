@@ -5,8 +5,8 @@
 // - the number, written out again without leading zeros, is the id without its leading zeros.
 #include <string>
 
-#include "fastsse/event.hpp"
-#include "fastsse/request.hpp"
+#include "fastsse/sse/event.hpp"
+#include "fastsse/http/request.hpp"
 #include "fuzz.hpp"
 
 using fastsse_fuzz::check;

@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "fastsse/fastcgi.hpp"
+#include "fastsse/fastcgi/records.hpp"
 #include "fuzz.hpp"
 
 namespace {

@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
-#include "fastsse/event_loop.hpp"
-#include "fastsse/process.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/loop/process.hpp"
 #include "fastsse/producers/clock.hpp"
 #include "fastsse/producers/command.hpp"
-#include "fastsse/settings.hpp"
+#include "fastsse/config/settings.hpp"
 #include "fuzz.hpp"
 
 namespace {

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "fastsse/request.hpp"
+#include "fastsse/http/request.hpp"
 #include "fuzz.hpp"
 
 namespace {

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "fastsse/event_loop.hpp"
-#include "fastsse/producer.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/producers/producer.hpp"
 
 namespace fastsse_test {
 

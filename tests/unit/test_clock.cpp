@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "support.hpp"
-#include "fastsse/event_loop.hpp"
+#include "fastsse/loop/event_loop.hpp"
 #include "fastsse/producers/clock.hpp"
 
 using namespace std::chrono_literals;

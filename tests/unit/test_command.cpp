@@ -31,10 +31,10 @@
 #include <fmt/format.h>
 
 #include "support.hpp"
-#include "fastsse/event_loop.hpp"
-#include "fastsse/process.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/loop/process.hpp"
 #include "fastsse/producers/command.hpp"
-#include "fastsse/request.hpp"
+#include "fastsse/http/request.hpp"
 
 // Every regcomp() this program makes, counted: the executable's own definition comes before
 // glibc's, whose regcomp it calls through dlsym(RTLD_NEXT).

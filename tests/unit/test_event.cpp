@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "fastsse/event.hpp"
+#include "fastsse/sse/event.hpp"
 
 using namespace std::string_view_literals;
 using fastsse::encode;

@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "fastsse/event_loop.hpp"
+#include "fastsse/loop/event_loop.hpp"
 
 using namespace std::chrono_literals;
 

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "fastsse/fastcgi.hpp"
+#include "fastsse/fastcgi/records.hpp"
 
 using namespace std::string_literals;
 using namespace std::string_view_literals;

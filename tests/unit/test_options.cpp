@@ -6,10 +6,10 @@
 #include <span>
 #include <string>
 
-#include "fastsse/event_loop.hpp"
-#include "fastsse/options.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/config/options.hpp"
 #include "fastsse/producers/clock.hpp"
-#include "fastsse/settings.hpp"
+#include "fastsse/config/settings.hpp"
 
 using fastsse::check_option;
 using fastsse::OptionError;

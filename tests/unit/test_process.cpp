@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "support.hpp"
-#include "fastsse/event_loop.hpp"
-#include "fastsse/process.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/loop/process.hpp"
 
 using namespace std::chrono_literals;
 using fastsse::SpawnSpec;

@@ -3,7 +3,7 @@
 
 #include <stdexcept>
 
-#include "fastsse/producer.hpp"
+#include "fastsse/producers/producer.hpp"
 
 namespace {
 struct Nothing final : fastsse::Producer {

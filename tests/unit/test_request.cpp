@@ -5,7 +5,7 @@
 #include <optional>
 #include <string>
 
-#include "fastsse/request.hpp"
+#include "fastsse/http/request.hpp"
 
 using fastsse::accepts_event_stream;
 using fastsse::query_param;

@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "support.hpp"
-#include "fastsse/event_loop.hpp"
+#include "fastsse/loop/event_loop.hpp"
 #include "fastsse/producers/clock.hpp"
-#include "fastsse/settings.hpp"
+#include "fastsse/config/settings.hpp"
 
 using namespace std::chrono_literals;
 using fastsse::CommandSpec;

@@ -20,10 +20,10 @@
 #include <string>
 #include <vector>
 
-#include "fastsse/event.hpp"
-#include "fastsse/event_loop.hpp"
-#include "fastsse/fastcgi.hpp"
-#include "fastsse/stream.hpp"
+#include "fastsse/sse/event.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/fastcgi/records.hpp"
+#include "fastsse/http/stream.hpp"
 
 using namespace std::chrono_literals;
 using namespace std::string_view_literals;

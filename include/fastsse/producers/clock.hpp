@@ -6,8 +6,8 @@
 #include <string>
 #include <tuple>
 
-#include "fastsse/event_loop.hpp"
-#include "fastsse/producer.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/producers/producer.hpp"
 
 namespace fastsse {
 

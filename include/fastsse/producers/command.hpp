@@ -11,9 +11,9 @@
 #include <string_view>
 #include <vector>
 
-#include "fastsse/event_loop.hpp"
-#include "fastsse/process.hpp"
-#include "fastsse/producer.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/loop/process.hpp"
+#include "fastsse/producers/producer.hpp"
 
 namespace fastsse {
 

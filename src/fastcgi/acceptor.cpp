@@ -1,4 +1,4 @@
-#include "fastsse/acceptor.hpp"
+#include "fastsse/fastcgi/acceptor.hpp"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
@@ -146,9 +146,8 @@ void Acceptor::finished(Pending& pending, std::optional<Connection> connection) 
     // Destroyed later, on the loop: this may be called from the Pending's own on_io.
     auto it = pending_.find(&pending);
     if (it == pending_.end()) return;
-    auto done = std::make_shared<std::unique_ptr<Pending>>(std::move(it->second));
+    loop_.destroy_later(std::move(it->second));
     pending_.erase(it);
-    loop_.post([done] {});
     if (connection) {
         // The server reads what it needs from the connection: it has been copied out of libfcgi.
         on_request_(std::move(*connection));

@@ -1,4 +1,4 @@
-#include "fastsse/process.hpp"
+#include "fastsse/loop/process.hpp"
 
 #include <fcntl.h>
 #include <fmt/chrono.h>

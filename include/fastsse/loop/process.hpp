@@ -13,8 +13,8 @@
 #include <unordered_set>
 #include <vector>
 
-#include "fastsse/event_loop.hpp"
-#include "fastsse/fd.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/loop/fd.hpp"
 
 namespace fastsse {
 

@@ -1,4 +1,4 @@
-#include "fastsse/settings.hpp"
+#include "fastsse/config/settings.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>

@@ -1,4 +1,4 @@
-#include "fastsse/fastcgi.hpp"
+#include "fastsse/fastcgi/records.hpp"
 
 #include <fcgiapp.h>
 #include <fcntl.h>

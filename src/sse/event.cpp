@@ -1,4 +1,4 @@
-#include "fastsse/event.hpp"
+#include "fastsse/sse/event.hpp"
 
 #include <fmt/format.h>
 

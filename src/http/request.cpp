@@ -1,4 +1,4 @@
-#include "fastsse/request.hpp"
+#include "fastsse/http/request.hpp"
 
 #include <algorithm>
 #include <charconv>

@@ -1,4 +1,4 @@
-#include "fastsse/stream.hpp"
+#include "fastsse/http/stream.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>

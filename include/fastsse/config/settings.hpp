@@ -6,10 +6,10 @@
 #include <stdexcept>
 #include <string>
 
-#include "fastsse/options.hpp"
-#include "fastsse/producer.hpp"
+#include "fastsse/config/options.hpp"
+#include "fastsse/producers/producer.hpp"
 #include "fastsse/producers/command.hpp"
-#include "fastsse/stream.hpp"
+#include "fastsse/http/stream.hpp"
 
 namespace fastsse {
 

@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
-#include "fastsse/fd.hpp"
-#include "fastsse/request.hpp"
+#include "fastsse/loop/fd.hpp"
+#include "fastsse/http/request.hpp"
 
 namespace fastsse {
 

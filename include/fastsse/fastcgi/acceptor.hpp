@@ -11,8 +11,8 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "fastsse/event_loop.hpp"
-#include "fastsse/fastcgi.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/fastcgi/records.hpp"
 
 namespace fastsse {
 

@@ -7,9 +7,9 @@
 #include <string>
 #include <string_view>
 
-#include "fastsse/event_loop.hpp"
-#include "fastsse/fastcgi.hpp"
-#include "fastsse/producer.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/fastcgi/records.hpp"
+#include "fastsse/producers/producer.hpp"
 
 namespace fastsse {
 

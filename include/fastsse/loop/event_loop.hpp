@@ -5,11 +5,12 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
 
-#include "fastsse/fd.hpp"
+#include "fastsse/loop/fd.hpp"
 
 namespace fastsse {
 
@@ -48,6 +49,7 @@ public:
     using Clock = std::chrono::steady_clock;
 
     EventLoop();
+    ~EventLoop();
     EventLoop(const EventLoop&) = delete;
     EventLoop& operator=(const EventLoop&) = delete;
 
@@ -64,6 +66,18 @@ public:
 
     // Runs fn on the loop's thread after the current callback returns. Safe from any thread.
     void post(std::function<void()> fn);
+
+    // Destroys `object` once the current callback has returned, before the loop waits again: the
+    // one way to end something from inside its own callbacks (a stream whose write failed, a run
+    // whose process exited), as libuv's uv_close and redis's freeClientAsync do. What a destructor
+    // dooms in turn is destroyed in the same round. Loop's thread only.
+    template <class T>
+    void destroy_later(std::unique_ptr<T> object) {
+        if (object) doomed_.emplace_back(object.release(), [](void* p) noexcept { delete static_cast<T*>(p); });
+    }
+    // Destroys now what destroy_later() holds. run() does it every round; call it after run()
+    // returned, before destroying what those objects refer to.
+    void destroy_doomed() noexcept;
 
     // Runs until stop(). A callback that throws is a bug: it is logged, and the loop goes on, so
     // that one stream's bug does not end every other stream.
@@ -88,6 +102,8 @@ private:
     uint64_t next_timer_id_ = 1;
     std::map<std::pair<Clock::time_point, uint64_t>, std::function<void()>> timers_;
     std::unordered_map<uint64_t, Clock::time_point> timer_deadlines_;
+
+    std::vector<std::unique_ptr<void, void (*)(void*) noexcept>> doomed_;
 
     mutable std::mutex posted_mutex_;
     std::vector<std::function<void()>> posted_;

@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "fastsse/event.hpp"
-#include "fastsse/options.hpp"
+#include "fastsse/sse/event.hpp"
+#include "fastsse/config/options.hpp"
 
 namespace fastsse {
 

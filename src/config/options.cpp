@@ -1,4 +1,4 @@
-#include "fastsse/options.hpp"
+#include "fastsse/config/options.hpp"
 
 #include <charconv>
 #include <fmt/format.h>

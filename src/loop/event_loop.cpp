@@ -1,4 +1,4 @@
-#include "fastsse/event_loop.hpp"
+#include "fastsse/loop/event_loop.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -45,6 +45,8 @@ EventLoop::EventLoop()
     ev.data.ptr = nullptr;  // the wake-up eventfd is the only handler-less entry
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) < 0) throw_errno("epoll_ctl");
 }
+
+EventLoop::~EventLoop() { destroy_doomed(); }
 
 void EventLoop::add(int fd, uint32_t events, IoHandler* handler) {
     epoll_event ev{};
@@ -122,6 +124,15 @@ void EventLoop::run_posted() {
     for (auto& fn : batch) guarded(fn);
 }
 
+void EventLoop::destroy_doomed() noexcept {
+    while (!doomed_.empty()) {
+        auto batch = std::move(doomed_);
+        doomed_.clear();
+        // Destructors are noexcept: one that throws ends the process, as it would anywhere else.
+        batch.clear();
+    }
+}
+
 void EventLoop::run() {
     running_ = true;
     constexpr int max_events = 256;
@@ -140,6 +151,7 @@ void EventLoop::run() {
         }
         run_timers();
         run_posted();
+        destroy_doomed();
     }
 }
 

@@ -6,32 +6,14 @@
 #include <unordered_map>
 #include <vector>
 
-#include "fastsse/acceptor.hpp"
-#include "fastsse/event_loop.hpp"
-#include "fastsse/fastcgi.hpp"
-#include "fastsse/producer.hpp"
-#include "fastsse/settings.hpp"
-#include "fastsse/stream.hpp"
+#include "fastsse/fastcgi/acceptor.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/fastcgi/records.hpp"
+#include "fastsse/producers/producer.hpp"
+#include "fastsse/config/settings.hpp"
+#include "fastsse/http/stream.hpp"
 
 namespace fastsse {
-
-// The listening socket: made from --listen (a unix socket is removed again on exit), or passed by
-// systemd (LISTEN_FDS), or inherited on fd 0 (spawn-fcgi, mod_fcgid).
-class Listener {
-public:
-    // Throws UsageError for an address that cannot be meant, std::runtime_error when listening fails.
-    explicit Listener(const Settings& settings);
-    ~Listener();
-    Listener(const Listener&) = delete;
-    Listener& operator=(const Listener&) = delete;
-    int fd() const { return fd_.get(); }
-    const std::string& address() const { return address_; }
-
-private:
-    UniqueFd fd_;
-    std::string address_;
-    std::string unix_path_;
-};
 
 class Server final : private StreamOwner {
 public:
@@ -47,7 +29,7 @@ private:
     void on_connection(Connection connection);
     void serve(Connection& connection);
     void retire(Stream& stream) noexcept override;
-    void reap();
+    std::vector<Stream*> snapshot() const;
     void sweep();
     void shut_down();
 
@@ -59,7 +41,6 @@ private:
     std::vector<OptionSpec> stream_options_;  // stream_options_table() with the settings as defaults
 
     std::unordered_map<uint64_t, std::unique_ptr<Stream>> streams_;
-    std::vector<uint64_t> retired_;
     uint64_t next_stream_id_ = 1;
     bool shutting_down_ = false;
 
