@@ -7,7 +7,9 @@
 #include <sys/epoll.h>
 
 #include <sstream>
+#include <memory>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -102,4 +104,57 @@ TEST_CASE("EventLoop: post() from another thread wakes the loop") {
     loop.run();
     other.join();
     CHECK(ran);
+}
+
+namespace {
+
+// Records its destruction; may doom another object from its destructor, as a stream dooms the
+// command run it was the last viewer of.
+struct Doomed {
+    Doomed(std::vector<std::string>& log, std::string name, fastsse::EventLoop& loop)
+        : log(log), name(std::move(name)), loop(&loop) {}
+    std::vector<std::string>& log;
+    std::string name;
+    fastsse::EventLoop* loop;
+    std::unique_ptr<Doomed> next;
+    ~Doomed() {
+        log.push_back(name);
+        if (next) loop->destroy_later(std::move(next));
+    }
+};
+
+}  // namespace
+
+TEST_CASE("EventLoop: destroy_later destroys after the callback returns, chained ones in the same round") {
+    fastsse::EventLoop loop;
+    std::vector<std::string> log;
+    bool alive_in_callback = false;
+    std::vector<std::string> seen_by_next_timer;
+    auto t = loop.call_after(1ms, [&] {
+        auto first = std::make_unique<Doomed>(log, "first", loop);
+        first->next = std::make_unique<Doomed>(log, "second", loop);
+        auto* raw = first.get();
+        loop.destroy_later(std::move(first));
+        alive_in_callback = raw->name == "first" && log.empty();  // still usable here
+    });
+    auto later = loop.call_after(3ms, [&] {
+        seen_by_next_timer = log;
+        loop.stop();
+    });
+    loop.run();
+    CHECK(alive_in_callback);
+    CHECK(seen_by_next_timer == std::vector<std::string>{"first", "second"});
+}
+
+TEST_CASE("EventLoop: destroy_doomed() destroys what was doomed outside run(); the destructor does too") {
+    std::vector<std::string> log;
+    {
+        fastsse::EventLoop loop;
+        loop.destroy_later(std::make_unique<Doomed>(log, "a", loop));
+        CHECK(log.empty());
+        loop.destroy_doomed();
+        CHECK(log == std::vector<std::string>{"a"});
+        loop.destroy_later(std::make_unique<Doomed>(log, "b", loop));
+    }
+    CHECK(log == std::vector<std::string>{"a", "b"});
 }
