@@ -115,8 +115,13 @@ void Stream::send(const Event& event) {
     thread_local std::string encoded;
     encoded.clear();
     encode(event, encoded);
+    send_encoded(encoded);
+}
+
+void Stream::send_encoded(std::string_view sse_bytes) {
+    if (state_ != State::open && state_ != State::opening) return;
     ++events_;
-    queue(encoded);
+    queue(sse_bytes);
 }
 
 void Stream::finish(std::optional<std::chrono::milliseconds> retry) {
@@ -194,8 +199,12 @@ size_t queued_size(const Event& event) {
     thread_local std::string encoded;
     encoded.clear();
     encode(event, encoded);
-    auto records = (encoded.size() + fastcgi::max_content - 1) / fastcgi::max_content;
-    return encoded.size() + records * fastcgi::header_size;
+    return queued_size(std::string_view(encoded));
+}
+
+size_t queued_size(std::string_view sse_bytes) {
+    auto records = (sse_bytes.size() + fastcgi::max_content - 1) / fastcgi::max_content;
+    return sse_bytes.size() + records * fastcgi::header_size;
 }
 
 void Stream::flush() {

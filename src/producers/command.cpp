@@ -9,7 +9,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <deque>
 #include <fmt/format.h>
 
 #include "fastsse/http/request.hpp"
@@ -230,32 +229,33 @@ void LineSplitter::flush(const std::function<void(std::string_view)>& line) {
 
 // ---------------------------------------------------------------------------------------------
 
+// A stream watching a run: its place in the run's channel.
 class CommandProducer::Viewer final : public Subscription {
 public:
-    Viewer(Run& run, Sink& sink) : run_(&run), sink_(sink) {}
+    Viewer(Run& run, ChannelSubscription subscription) : run_(run), subscription_(std::move(subscription)) {}
     ~Viewer() override;
-    Sink& sink() { return sink_; }
 
 private:
-    Run* run_;
-    Sink& sink_;
+    Run& run_;
+    ChannelSubscription subscription_;
 };
 
+// One process, publishing its lines into a channel of its own; its viewers are the channel's
+// subscribers. A shared run's channel keeps the last `replay` lines, with ids "<run>.<n>" that no
+// other run gives; any other run's channel has one subscriber and no history, its ids are "<n>".
 class CommandProducer::Run {
 public:
     Run(CommandProducer& owner, const CommandSpec& spec, std::vector<std::string> argv)
         : owner_(owner), spec_(spec), argv_(std::move(argv)), started_(owner.loop_.now()),
           run_id_(std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch()).count()) {}
+                      std::chrono::system_clock::now().time_since_epoch()).count()),
+          // run_id_ is a time: two runs started within a millisecond would have the same one.
+          channel_name_(fmt::format("command {} #{}", spec.name, ++owner.runs_made_)),
+          channel_(owner.channels_.channel(channel_name_, HistoryLimits{spec.shared ? spec.replay : 0})) {}
 
     ~Run() {
-        if (pid_ > 0 && !exited_) {
-            // Until it is reaped, the process still counts against max_running.
-            owner_.unreaped_[pid_] = spec_.name;
-            owner_.children_.set_on_exit(pid_, [owner = &owner_, pid = pid_](int) { owner->unreaped_.erase(pid); });
-            owner_.children_.terminate(pid_, spec_.grace);
-            spdlog::info("command {} (pid {}) stopped: no one is watching", spec_.name, pid_);
-        }
+        let_go();
+        owner_.channels_.remove(channel_name_);
     }
 
     void start() {
@@ -276,29 +276,15 @@ public:
     const CommandSpec& spec() const { return spec_; }
     const std::vector<std::string>& argv() const { return argv_; }
 
-    // A new stream: first what the ring holds after its last id (or all of it), then live lines.
-    void join(Viewer& v, std::string_view last_event_id) {
+    // A new stream: first what the channel keeps after its last id (or all of it), then live lines.
+    ChannelSubscription join(Sink& sink, std::string_view last_event_id) {
         linger_timer_.cancel();
-        // The lines after the one the client saw last; when its id is not one this run gave (another
-        // run's, a line number it never reached, no number at all), all it holds.
-        uint64_t after = 0;
-        auto dot = last_event_id.find('.');
-        if (dot != std::string_view::npos && last_event_id.substr(0, dot) == std::to_string(run_id_))
-            if (auto n = parse_event_number(last_event_id.substr(dot + 1)); n && *n <= lines_) after = *n;
-        // Of those, the newest that fit in what the stream may hold: more would drop it at once.
-        auto first = ring_.end();
-        for (size_t room = v.sink().room(); first != ring_.begin() && std::prev(first)->number > after; --first) {
-            auto size = queued_size(event(*std::prev(first)));
-            if (size > room) break;
-            room -= size;
-        }
-        for (auto it = first; it != ring_.end(); ++it) v.sink().send(event(*it));
-        viewers_.push_back(&v);
+        return channel_.subscribe(sink, last_event_id);
     }
 
-    void leave(Viewer& v) {
-        std::erase(viewers_, &v);
-        if (!viewers_.empty()) return;
+    // A viewer left (its subscription is gone already).
+    void leave() {
+        if (channel_.subscribers() > 0) return;
         if (spec_.shared && !done_ && spec_.linger.count() > 0) {
             linger_timer_ = owner_.loop_.call_after(spec_.linger, [this] { owner_.release(this); });
             return;
@@ -306,15 +292,18 @@ public:
         owner_.release(this);
     }
 
-    bool watched() const { return !viewers_.empty(); }
+    // Nobody watches any more: the process (group) is ended now, and counts against max_running
+    // until it is reaped; the run itself is destroyed later.
+    void let_go() {
+        if (pid_ <= 0 || exited_ || let_go_) return;
+        let_go_ = true;
+        owner_.unreaped_[pid_] = spec_.name;
+        owner_.children_.set_on_exit(pid_, [owner = &owner_, pid = pid_](int) { owner->unreaped_.erase(pid); });
+        owner_.children_.terminate(pid_, spec_.grace);
+        spdlog::info("command {} (pid {}) stopped: no one is watching", spec_.name, pid_);
+    }
 
 private:
-    struct Line {
-        uint64_t number;
-        bool is_stderr;
-        std::string text;
-    };
-
     class Pipe final : public IoHandler {
     public:
         Pipe(Run& run, UniqueFd fd, bool is_stderr)
@@ -378,11 +367,6 @@ private:
         Timer quiet_;
     };
 
-    Event event(const Line& l) {
-        id_text_ = spec_.shared ? fmt::format("{}.{}", run_id_, l.number) : std::to_string(l.number);
-        return Event{l.is_stderr ? spec_.stderr_event : spec_.stdout_event, l.text, id_text_, std::nullopt};
-    }
-
     // Reads what both pipes hold (a bounded amount each per wake-up, so that a chatty command cannot
     // starve the other streams), then passes the lines on, one from each pipe in turn.
     void read_pipes() {
@@ -405,14 +389,11 @@ private:
 
     void line(bool is_stderr, std::string_view raw) {
         if (done_ || over_limit_) return;
-        Line l{++lines_, is_stderr, sanitize_utf8(raw)};
+        auto number = ++lines_;
         output_ += raw.size() + 1;
-        auto e = event(l);
-        for (auto* v : viewers_) v->sink().send(e);
-        if (spec_.shared && spec_.replay > 0) {
-            ring_.push_back(std::move(l));
-            if (ring_.size() > spec_.replay) ring_.pop_front();
-        }
+        auto text = sanitize_utf8(raw);
+        auto id = spec_.shared ? fmt::format("{}.{}", run_id_, number) : std::to_string(number);
+        channel_.publish(Event{is_stderr ? spec_.stderr_event : spec_.stdout_event, text, id, std::nullopt});
         if (spec_.output_limit > 0 && output_ > spec_.output_limit) {
             over_limit_ = true;  // nothing more is passed on, not even what is still in the pipes
             stop("limit");
@@ -445,13 +426,10 @@ private:
         spdlog::info("command {} (pid {}) exited: {}", spec_.name, pid_, data);
         done_ = true;
         owner_.shared_.erase({spec_.name, argv_});  // a new viewer starts a new run
-        Event e{"exit", data, std::nullopt, std::nullopt};
-        auto viewers = viewers_;
-        for (auto* v : viewers) {
-            v->sink().send(e);
-            v->sink().finish(spec_.retry);
-        }
-        if (viewers_.empty()) owner_.release(this);
+        // Without an id: not kept, nobody resumes after it.
+        channel_.publish(Event{"exit", data, std::nullopt, std::nullopt});
+        channel_.finish(spec_.retry);
+        if (channel_.subscribers() == 0) owner_.release(this);
     }
 
     CommandProducer& owner_;
@@ -459,19 +437,21 @@ private:
     std::vector<std::string> argv_;
     EventLoop::Clock::time_point started_;
     long long run_id_;
+    std::string channel_name_;
+    Channel& channel_;
     pid_t pid_ = -1;
     std::unique_ptr<Pipe> out_, err_;
-    std::vector<Viewer*> viewers_;
-    std::deque<Line> ring_;
     uint64_t lines_ = 0;
     size_t output_ = 0;
     std::string reason_ = "exit";
-    std::string id_text_;
-    bool stopping_ = false, exited_ = false, done_ = false, over_limit_ = false;
+    bool stopping_ = false, exited_ = false, done_ = false, over_limit_ = false, let_go_ = false;
     Timer limit_timer_, linger_timer_;
 };
 
-CommandProducer::Viewer::~Viewer() { run_->leave(*this); }
+CommandProducer::Viewer::~Viewer() {
+    subscription_.reset();
+    run_.leave();
+}
 
 CommandProducer::CommandProducer(EventLoop& loop, ChildProcesses& children) : loop_(loop), children_(children) {}
 
@@ -481,6 +461,9 @@ CommandProducer::~CommandProducer() {
 }
 
 void CommandProducer::stop_runs() {
+    // Streams retired but not destroyed yet may still watch a run; runs released but not destroyed
+    // yet refer to this producer.
+    loop_.destroy_doomed();
     shared_.clear();
     runs_.clear();
 }
@@ -520,22 +503,21 @@ std::unique_ptr<Subscription> CommandProducer::open(Sink& sink, const StreamStar
         runs_.emplace(run, std::move(owned));
         if (spec.shared) shared_[{spec.name, argv}] = run;
     }
-    auto viewer = std::make_unique<Viewer>(*run, sink);
-    run->join(*viewer, start.last_event_id);
-    return viewer;
+    return std::make_unique<Viewer>(*run, run->join(sink, start.last_event_id));
 }
 
 void CommandProducer::release(Run* run) {
-    // Later, on the loop: this is called from the run's own callbacks and from a viewer's destructor.
-    loop_.post([this, run] {
-        auto it = runs_.find(run);
-        if (it == runs_.end() || it->second->watched()) return;
-        if (!it->second->done()) {
-            auto shared = shared_.find({it->second->spec().name, it->second->argv()});
-            if (shared != shared_.end() && shared->second == run) shared_.erase(shared);
-        }
-        runs_.erase(it);
-    });
+    // From the run's own callbacks (its exit, its linger timer) and from a viewer's destructor: the
+    // run is destroyed once that returns. A run released already (its linger timer due in the round
+    // it exited) is not found.
+    auto it = runs_.find(run);
+    if (it == runs_.end()) return;
+    auto owned = std::move(it->second);
+    runs_.erase(it);
+    if (auto shared = shared_.find({run->spec().name, run->argv()}); shared != shared_.end() && shared->second == run)
+        shared_.erase(shared);
+    owned->let_go();  // its process counts in unreaped_ from now on, not in runs_
+    loop_.destroy_later(std::move(owned));
 }
 
 }  // namespace fastsse

@@ -6,12 +6,14 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fastsse/loop/event_loop.hpp"
@@ -53,7 +55,33 @@ struct Call {
     bool finished = false;
     Sent sent;
     std::optional<std::chrono::milliseconds> retry;
+    std::string encoded;  // the bytes of a send_encoded(), as they came
 };
+
+// One event as encode() writes it, read back: "event: ", "data: " (one line each), "id: " or a
+// bare "id", "retry: ", then a blank line. Anything else fails the test. (Data that held a lone CR
+// comes back with a LF there, as a browser reads it.)
+inline Sent decode_event(std::string_view bytes) {
+    Sent out;
+    CHECK_MESSAGE(bytes.ends_with("\n\n"), "not one whole event: " << bytes);
+    bytes.remove_suffix(std::min<size_t>(bytes.size(), 1));  // the blank line
+    while (!bytes.empty()) {
+        auto nl = bytes.find('\n');
+        auto line = bytes.substr(0, nl);
+        bytes.remove_prefix(nl == std::string_view::npos ? bytes.size() : nl + 1);
+        auto field = [&](std::string_view name) {
+            return line.starts_with(name) && line.substr(name.size()).starts_with(": ");
+        };
+        auto value = [&](std::string_view name) { return std::string(line.substr(name.size() + 2)); };
+        if (field("event")) out.event = value("event");
+        else if (field("data")) out.data = out.data ? *out.data + "\n" + value("data") : value("data");
+        else if (line == "id") out.id = "";
+        else if (field("id")) out.id = value("id");
+        else if (field("retry")) out.retry_ms = std::stoll(value("retry"));
+        else FAIL_CHECK("not a line encode() writes: " << line);
+    }
+    return out;
+}
 
 // Records every call; on_call runs after each one (a harness stops its loop there when it is done).
 class RecordingSink : public fastsse::Sink {
@@ -66,6 +94,13 @@ public:
         if (e.data) c.sent.data = std::string(*e.data);
         if (e.id) c.sent.id = std::string(*e.id);
         c.sent.retry_ms = e.retry_ms;
+        calls.push_back(std::move(c));
+        on_call_();
+    }
+    void send_encoded(std::string_view sse_bytes) override {
+        Call c;
+        c.sent = decode_event(sse_bytes);
+        c.encoded = std::string(sse_bytes);
         calls.push_back(std::move(c));
         on_call_();
     }

@@ -347,6 +347,40 @@ TEST_CASE("Stream: send() writes one FCGI_STDOUT record per event") {
     CHECK(f.owner.retired.empty());
 }
 
+TEST_CASE("Stream: send_encoded() writes the bytes it is given as send() would; room() counts them alike") {
+    fastsse::StreamLimits limits;
+    limits.max_buffer = 16 * 1024;
+    Fixture f(limits, 5, 4096);
+    Event tick;
+    tick.event = "tick";
+    tick.data = "two\nlines";
+    tick.id = "7";
+    auto bytes = fastsse::encode(tick);
+    CHECK(fastsse::queued_size(bytes) == fastsse::queued_size(tick));
+    std::string big(100'000, 'x');
+    auto big_bytes = fastsse::encode(data_event(big));
+    CHECK(fastsse::queued_size(big_bytes) == big_bytes.size() + 2 * 8);  // two records
+    // Queued while the stream opens (a replay): each takes its queued_size of room().
+    auto before = f.stream->room();
+    f.stream->send_encoded(bytes);
+    CHECK(f.stream->room() == before - fastsse::queued_size(bytes));
+    f.stream->send(tick);
+    CHECK(f.stream->room() == before - 2 * fastsse::queued_size(bytes));
+    f.begin();
+    auto records = f.peer.records();
+    REQUIRE(records.size() == 3);
+    check_head(records[0], 5);
+    CHECK(records[1].content == bytes);
+    CHECK(records[2].content == bytes);
+    // Once the stream has ended, nothing more is written.
+    f.stream->finish(std::nullopt);
+    f.stream->send_encoded(bytes);
+    records = f.peer.records();
+    REQUIRE(records.size() == 2);  // the empty FCGI_STDOUT, then FCGI_END_REQUEST
+    CHECK(records[0].content.empty());
+    CHECK(is_end_request(records[1]));
+}
+
 TEST_CASE("Stream: an event larger than one record is split, in order") {
     Fixture f;
     f.begin();

@@ -71,6 +71,7 @@ public:
 
     // Sink
     void send(const Event& event) override;
+    void send_encoded(std::string_view sse_bytes) override;
     void finish(std::optional<std::chrono::milliseconds> retry) override;
     size_t room() const override;
 

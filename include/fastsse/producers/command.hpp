@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fastsse/channels/memory_store.hpp"
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/loop/process.hpp"
 #include "fastsse/producers/producer.hpp"
@@ -113,22 +114,25 @@ public:
     std::span<const OptionSpec> options() const override;
     void check(const StreamStart& start) const override { resolve(start); }
     std::unique_ptr<Subscription> open(Sink& sink, const StreamStart& start) override;
-    // Ends every run at once, lingering shared ones included (fastsse's shutdown).
+    // Ends every run at once, lingering shared ones included (fastsse's shutdown). Call it once the
+    // streams are gone and the loop has returned: it destroys what the loop was to destroy later.
     void stop_runs();
 
-    class Run;     // one process and the streams watching it
-    class Viewer;  // one stream watching a run
+    class Run;     // one process, publishing into a channel
+    class Viewer;  // one stream watching a run: a subscriber of its channel
 
 private:
     friend class Run;
     // The command a request names and its argv; throws RequestError (404, 400) or OptionError.
     std::pair<const CommandSpec&, std::vector<std::string>> resolve(const StreamStart& start) const;
-    void release(Run* run);  // destroys a run no stream watches any more (later, on the loop)
+    void release(Run* run);  // ends a run no stream watches any more; destroyed later, on the loop
     size_t running(const std::string& command) const;
 
     EventLoop& loop_;
     ChildProcesses& children_;
     std::map<std::string, CommandSpec> commands_;
+    MemoryStore channels_;  // each run's channel; before runs_, which refer to it
+    uint64_t runs_made_ = 0;
     std::map<Run*, std::unique_ptr<Run>> runs_;
     // Shared runs still going, by command and argv.
     std::map<std::pair<std::string, std::vector<std::string>>, Run*> shared_;

@@ -23,6 +23,9 @@ class Sink {
 public:
     // Queues one event; throws EventError for a bad name or id (nothing is written then).
     virtual void send(const Event& event) = 0;
+    // Queues one event that encode() made already: a channel encodes an event once and sends the
+    // same bytes to every subscriber. It takes queued_size(sse_bytes) of room().
+    virtual void send_encoded(std::string_view sse_bytes) = 0;
     // Ends the stream from the server's side: a retry: hint (if given), then the end of the response.
     virtual void finish(std::optional<std::chrono::milliseconds> retry) = 0;
     // Bytes the stream can still queue before it is dropped as too slow (0 once it has ended); an
@@ -36,6 +39,8 @@ protected:
 
 // What sending `event` takes of a Sink's room(): the event encoded, and the stream's own framing.
 size_t queued_size(const Event& event);
+// The same for an event encode() made already.
+size_t queued_size(std::string_view sse_bytes);
 
 // The work a producer does for one stream. Destroying it stops that work at once.
 class Subscription {

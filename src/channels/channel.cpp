@@ -1,0 +1,67 @@
+#include "fastsse/channels/channel.hpp"
+
+#include <algorithm>
+
+namespace fastsse {
+
+ChannelSubscription& ChannelSubscription::operator=(ChannelSubscription&& o) noexcept {
+    if (this != &o) {
+        reset();
+        channel_ = std::exchange(o.channel_, nullptr);
+        token_ = o.token_;
+    }
+    return *this;
+}
+
+void ChannelSubscription::reset() noexcept {
+    if (channel_) std::exchange(channel_, nullptr)->remove_subscriber(token_);
+}
+
+ChannelSubscription Channel::add_subscriber(Sink& sink) {
+    auto token = next_token_++;
+    slots_.push_back({token, &sink});
+    return ChannelSubscription(this, token);
+}
+
+void Channel::remove_subscriber(uint64_t token) noexcept {
+    auto it = std::lower_bound(slots_.begin(), slots_.end(), token,
+                               [](const Slot& s, uint64_t t) { return s.token < t; });
+    if (it == slots_.end() || it->token != token || !it->sink) return;
+    it->sink = nullptr;
+    ++holes_;
+    compact_if_sparse();
+}
+
+void Channel::compact_if_sparse() noexcept {
+    // Once holes are half the slots: a leave costs O(1) on average, and a walk under way never
+    // sees the slots move.
+    if (walking_ > 0 || holes_ * 2 <= slots_.size()) return;
+    std::erase_if(slots_, [](const Slot& s) { return s.sink == nullptr; });
+    holes_ = 0;
+}
+
+template <class Fn>
+void Channel::each_subscriber(Fn fn) {
+    struct Walk {
+        Channel& c;
+        explicit Walk(Channel& channel) : c(channel) { ++c.walking_; }
+        ~Walk() {
+            --c.walking_;
+            c.compact_if_sparse();
+        }
+    } walk(*this);
+    // Only those there when it began: one that joins meanwhile got this event from the history, or
+    // came too late for it.
+    for (size_t i = 0, n = slots_.size(); i < n; ++i)
+        if (auto* sink = slots_[i].sink) fn(*sink);
+}
+
+void Channel::fan_out(std::string_view sse_bytes) {
+    each_subscriber([sse_bytes](Sink& sink) { sink.send_encoded(sse_bytes); });
+}
+
+void Channel::finish(std::optional<std::chrono::milliseconds> retry) {
+    each_subscriber([retry](Sink& sink) { sink.finish(retry); });
+}
+
+}  // namespace fastsse
