@@ -12,7 +12,6 @@ from typing import Optional
 
 from fastsse_testlib import Event, HttpStream, _stat_fields, descendants_of, wait_until
 
-ES = {"Accept": "text/event-stream"}
 PATH_ENV = {"PATH": "/usr/bin:/bin"}
 
 # Test-only nginx directives, in the server block: one location runs the command named by ?cmd=

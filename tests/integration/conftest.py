@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -21,7 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fastsse_testlib import (NGINX, Fastsse, HttpStream, Nginx, descendants_of, free_port, kill_if_same,  # noqa: E402
-                             make_dir)
+                             make_dir, start_on_free_port)
 from apachelib import ApacheStack  # noqa: E402
 
 
@@ -142,19 +144,19 @@ class Stack:
                 self.fastsse.stop()
         if self.inherited is not None:
             self.inherited.close()  # fastsse holds it now
-        for attempt in range(3):
-            self.nginx = Nginx(paths.source, workdir, upstream, extra_conf=self.nginx_conf)
-            try:
-                self.nginx.start()
-                break
-            except AssertionError:
-                self.nginx.stop()
-                if attempt == 2 or "Address already in use" not in self.nginx.startup_log():
-                    raise
+        self.nginx = start_on_free_port(lambda: Nginx(paths.source, workdir, upstream, extra_conf=self.nginx_conf))
 
     @property
     def port(self) -> int:
         return self.nginx.port
+
+    server_name = "nginx"
+
+    def complaints(self) -> list[str]:
+        """nginx's warnings and errors so far (it logs at warn and above): a FastCGI framing mistake
+        ("upstream prematurely closed", "upstream sent invalid header") or a config problem shows up
+        here, even when the client saw a plausible response."""
+        return self.nginx.error_log().splitlines() if self.nginx is not None else []
 
     def stop(self):
         errors = []
@@ -207,7 +209,7 @@ def make_module_stack(paths):
     _stop_stacks(stacks)
 
 
-def _stop_stacks(stacks, assert_quiet=lambda stack: assert_quiet_nginx(stack.nginx.error_log())):
+def _stop_stacks(stacks):
     """Stops every stack (the last started first), even when one fails to stop; then checks that
     each web server's error log stayed quiet."""
     errors = []
@@ -219,26 +221,32 @@ def _stop_stacks(stacks, assert_quiet=lambda stack: assert_quiet_nginx(stack.ngi
     if errors:
         raise errors[0]
     for stack in stacks:
-        assert_quiet(stack)
+        assert_quiet(stack, stack.complaints())
 
 
-def assert_quiet_nginx(new_errors: str):
-    # nginx logs at warn and above: a FastCGI framing mistake ("upstream prematurely closed",
-    # "upstream sent invalid header") or a config problem shows up here, even when the client saw
-    # a plausible response.
-    assert new_errors == "", f"nginx logged warnings or errors:\n{new_errors}"
+def assert_quiet(stack, complaints: list[str]):
+    assert complaints == [], f"{stack.server_name} logged warnings or errors:\n" + "\n".join(complaints)
+
+
+@contextmanager
+def stays_quiet(stack):
+    """Around a test on a stack that outlives it (Stack, ApacheStack, Front): nothing new in the web
+    server's error log."""
+    before = len(stack.complaints())
+    yield
+    assert_quiet(stack, stack.complaints()[before:])
 
 
 @pytest.fixture(autouse=True)
-def shared_nginx_stays_quiet(request):
-    """After each test using the shared stack: nothing new in its nginx error log."""
-    if "shared" not in request.fixturenames:
+def shared_web_server_stays_quiet(request):
+    """After each test using the session's nginx (shared) or a module's front: nothing new in its
+    error log."""
+    names = [name for name in ("shared", "front") if name in request.fixturenames]
+    if not names:
         yield
         return
-    stack = request.getfixturevalue("shared")
-    before = len(stack.nginx.error_log())
-    yield
-    assert_quiet_nginx(stack.nginx.error_log()[before:])
+    with stays_quiet(request.getfixturevalue(names[0])):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -247,42 +255,6 @@ def shared(paths):
     stack = Stack(paths, make_dir(paths.work / "shared"))
     yield stack
     stack.stop()
-
-
-def assert_quiet_apache(lines: list[str]):
-    # Apache's warnings and errors, the benign ones left out (apachelib.BENIGN_APACHE): a dispatch
-    # error (AH01075), a timeout or a slow shutdown shows up here even when the client saw a
-    # plausible response.
-    assert lines == [], "Apache logged warnings or errors:\n" + "\n".join(lines)
-
-
-def _stop_apache_stacks(stacks):
-    def quiet(stack):
-        if stack.apache is not None:
-            assert_quiet_apache(stack.apache.unexpected_lines())
-    _stop_stacks(stacks, quiet)
-
-
-@pytest.fixture(scope="module")
-def apache_stack(paths, request):
-    """One fastsse behind a real Apache for the tests of a module, in the module's APACHE_MODE
-    ("proxy_fcgi" or "fcgid"). Stopped by PID when the module's tests are done."""
-    mode = request.module.APACHE_MODE
-    stacks = [ApacheStack(paths, make_dir(paths.work / f"apache-{mode}"), mode)]
-    yield stacks[0]
-    _stop_apache_stacks(stacks)
-
-
-@pytest.fixture(autouse=True)
-def shared_apache_stays_quiet(request):
-    """After each test using the module's Apache: nothing new and unexpected in its error log."""
-    if "apache_stack" not in request.fixturenames:
-        yield
-        return
-    stack = request.getfixturevalue("apache_stack")
-    before = len(stack.apache.apache_lines())
-    yield
-    assert_quiet_apache(stack.apache.unexpected_lines(before))
 
 
 @pytest.fixture
@@ -298,7 +270,126 @@ def make_apache_stack(paths, workdir):
         return stack
 
     yield make
-    _stop_apache_stacks(stacks)
+    _stop_stacks(stacks)
+
+
+# ----------------------------------------------------------------------------------------------
+# The web servers in front of fastsse, as the suite's parameter
+
+
+# The sanitizer build (FASTSSE_SANITIZED) runs them behind nginx alone, as before they were one
+# suite: under mod_fcgid, fastsse runs with Apache's environment, not the sanitizer's options, and
+# would report to Apache's error log, where no one reads it.
+FRONTS = ("nginx",) if os.environ.get("FASTSSE_SANITIZED") else ("nginx", "apache-proxy-fcgi", "apache-fcgid")
+APACHE_MODES = {"apache-proxy-fcgi": "proxy_fcgi", "apache-fcgid": "fcgid"}
+
+
+def demo_config(paths: Paths, workdir: Path, access_log: Path) -> Path:
+    """demo/fastsse.toml, its access-log command tailing the test server's own access log."""
+    text = (paths.source / "demo" / "fastsse.toml").read_text()
+    old = "/var/log/nginx/fastsse-access.log"
+    assert old in text, f"demo/fastsse.toml no longer tails {old}: update {__file__}"
+    config = workdir / "fastsse.toml"
+    config.write_text(text.replace(old, str(access_log)))
+    return config
+
+
+class Front:
+    """fastsse behind one of the web servers users put in front of it (FRONTS), each made from the
+    configs the repository ships (nginx/, apache/ in either FastCGI mode): demo/fastsse.toml's
+    commands, the demo page at /, the shipped /events/ locations, and the test-only ones
+    (fastsse_testlib.TEST_LOCATIONS) at t(name). .fastsse reads fastsse's log and connections
+    either way: a Fastsse, or under mod_fcgid a FcgidFastsse (the processes Apache started)."""
+
+    def __init__(self, paths: Paths, workdir: Path, name: str, fastsse_args=()):
+        self.name = name
+        if name == "nginx":
+            # The test nginx lives in workdir/nginx, its logs in logs/ there.
+            access_log = workdir / "nginx" / "logs" / "fastsse-access.log"
+            config = demo_config(paths, workdir, access_log)
+            self.stack = Stack(paths, workdir, ["--config", str(config), *fastsse_args])
+            try:
+                assert access_log.is_file(), f"nginx does not log to {access_log}: update {__file__}"
+                # The demo page instead of the placeholder (nginx reads it at each request).
+                shutil.copyfile(paths.source / "demo" / "index.html", self.stack.nginx.dir / "www" / "index.html")
+            except BaseException:
+                self.stack.stop()
+                raise
+            self.prefix = "/t/"
+        elif name in APACHE_MODES:
+            self.stack = ApacheStack(paths, workdir, APACHE_MODES[name], fastsse_args=fastsse_args)
+            self.prefix = "/events/t/"  # the mode's file sends /events/ to fastsse
+        else:
+            raise ValueError(f"front {name!r}: expected one of {FRONTS}")
+
+    def t(self, name: str) -> str:
+        """The path of a test-only location (fastsse_testlib.TEST_LOCATIONS)."""
+        return self.prefix + name
+
+    @property
+    def port(self) -> int:
+        return self.stack.port
+
+    @property
+    def fastsse(self):
+        return self.stack.fastsse
+
+    @property
+    def server_name(self) -> str:
+        return self.stack.server_name
+
+    def complaints(self) -> list[str]:
+        return self.stack.complaints()
+
+    def stop(self):
+        self.stack.stop()
+
+
+@pytest.fixture
+def make_front(paths, workdir):
+    """Starts a private Front (make_front(name, fastsse_args)); stopped by PID when the test ends,
+    its web server's error log checked quiet."""
+    fronts = []
+
+    def make(name: str, fastsse_args=()) -> Front:
+        wd = workdir if not fronts else make_dir(workdir / f"front{len(fronts)}")
+        front = Front(paths, wd, name, fastsse_args)
+        fronts.append(front)
+        return front
+
+    yield make
+    _stop_stacks(fronts)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fronts(*names): run the test behind these of FRONTS only")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test marked fronts(...) concerns some of the servers in front alone: behind the others it is
+    left out (deselected, not skipped). A marker, rather than a parametrize of its own, keeps the
+    test in its front's group: pytest runs a module's tests one front after the other, and a test
+    parametrized apart would start and stop a front in the middle of another's tests."""
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("fronts")
+        callspec = getattr(item, "callspec", None)
+        if marker and callspec and callspec.params.get("front") not in marker.args:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="module", params=FRONTS)
+def front(paths, request) -> Front:
+    """A Front that the tests of a module share, one for each of FRONTS in turn (pytest runs the
+    module's tests behind one before it starts the next): Apache is slow to start."""
+    shared_front = Front(paths, make_dir(paths.work / request.param), request.param)
+    yield shared_front
+    _stop_stacks([shared_front])
 
 
 @pytest.fixture

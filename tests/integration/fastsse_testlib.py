@@ -53,6 +53,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_accepting(proc: subprocess.Popen, port: int, name: str, startup_log: Callable[[], str],
+                   timeout: float):
+    """Waits until a web server just started accepts connections on 127.0.0.1:port; fails at once
+    when it exited instead."""
+    def ready():
+        if proc.poll() is not None:
+            raise AssertionError(f"{name} exited ({proc.returncode}) at start:\n{startup_log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    wait_until(ready, timeout, f"{name} to accept connections on 127.0.0.1:{port}")
+
+
+def start_on_free_port(make: Callable[[], object], attempts: int = 3):
+    """make() builds a web server (Nginx, apachelib.Apache) on a port found free, and start() starts
+    it. Someone may take that port before the server binds it: then it is stopped, and built again
+    on another."""
+    for attempt in range(attempts):
+        server = make()
+        try:
+            server.start()
+            return server
+        except AssertionError:
+            server.stop()
+            if attempt == attempts - 1 or "Address already in use" not in server.startup_log():
+                raise
+
+
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -107,7 +138,7 @@ def descendants_of(pid: int) -> list[tuple[int, str]]:
 
 def kill_if_same(pid: int, starttime: str):
     fields = _stat_fields(pid)
-    if fields and fields[19] == starttime:
+    if fields and fields[19] == starttime:  # a zombie too: SIGKILL is harmless there
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -126,6 +157,12 @@ def assert_no_sanitizer_report(log: str, who: str):
         raise AssertionError(f"{who}: a sanitizer report in its log:\n{log[start:start + 6000]}")
 
 
+def alive(pid: int, starttime: str) -> bool:
+    """Whether pid is still the process that started at starttime, and not a zombie."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[19] == starttime and fields[0] != "Z"
+
+
 def make_dir(path: Path) -> Path:
     """A fresh directory that nginx's workers (user nobody) can traverse."""
     if path.exists():
@@ -139,7 +176,62 @@ def make_dir(path: Path) -> Path:
 # fastsse
 
 
-class Fastsse:
+class FastsseLog:
+    """What tests read of fastsse's log, wherever it is written (its own file, or Apache's error log
+    under mod_fcgid) and of its connections: log() and connection_fds() are the subclass's."""
+
+    def log(self) -> str:
+        raise NotImplementedError
+
+    def connection_fds(self) -> list:
+        raise NotImplementedError
+
+    def _gone(self) -> Optional[str]:
+        """Why waiting for a log line is pointless now (the process exited), or None."""
+        return None
+
+    def _tail(self) -> str:
+        return f"log tail:\n{self.log()[-3000:]}"
+
+    def wait_for_log(self, pattern: str, timeout: float = 5.0, count: int = 1):
+        """Waits until the log holds `count` lines matching the regex; returns the matches."""
+        rx = re.compile(pattern, re.M)
+
+        def found():
+            matches = list(rx.finditer(self.log()))
+            if len(matches) >= count:
+                return matches
+            gone = self._gone()
+            if gone:
+                raise AssertionError(f"{gone} while waiting for {pattern!r}; {self._tail()}")
+            return None
+
+        try:
+            return wait_until(found, timeout, f"{count} log line(s) matching {pattern!r}")
+        except Timeout as e:
+            raise Timeout(f"{e}; {self._tail()}") from None
+
+    def stream_id(self, uri_fragment: str, timeout: float = 5.0) -> int:
+        """The id of the stream whose opened line shows a uri containing uri_fragment (under mod_fcgid,
+        ids are per process: unique only while one process serves the test's streams)."""
+        m = self.wait_for_log(r" info stream (\d+) opened: producer=\S+ uri=\S*" + re.escape(uri_fragment), timeout)
+        return int(m[0].group(1))
+
+    def assert_logged(self, pattern: str):
+        """The log holds a line matching the regex, now: for a line written before a state the test
+        waited for (fastsse flushes each line as it writes it)."""
+        m = re.search(pattern, self.log(), re.M)
+        assert m, f"no log line matching {pattern!r}; {self._tail()}"
+        return m
+
+    def wait_connections(self, n: int, timeout: float = 2.0):
+        """Waits until fastsse holds n FastCGI connections. A stream is over for fastsse once it let
+        its connection go: a state read in /proc, rather than a line looked for in the log."""
+        wait_until(lambda: len(self.connection_fds()) == n, timeout,
+                   f"fastsse to hold {n} connection(s) (it holds {len(self.connection_fds())})")
+
+
+class Fastsse(FastsseLog):
     """One fastsse process. listen: "unix:PATH", "127.0.0.1:PORT" or None (socket inherited on fd 0)."""
 
     def __init__(self, binary: Path, workdir: Path, listen: Optional[str], args=(), stdin=None, name="fastsse",
@@ -165,23 +257,8 @@ class Fastsse:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_for_log(self, pattern: str, timeout: float = 5.0, count: int = 1):
-        """Waits until the log holds `count` lines matching the regex; returns the matches."""
-        rx = re.compile(pattern, re.M)
-
-        def found():
-            matches = list(rx.finditer(self.log()))
-            if len(matches) >= count:
-                return matches
-            if self.proc.poll() is not None:
-                raise AssertionError(f"fastsse exited ({self.proc.returncode}) while waiting for "
-                                     f"{pattern!r}; log:\n{self.log()[-3000:]}")
-            return None
-
-        try:
-            return wait_until(found, timeout, f"{count} log line(s) matching {pattern!r}")
-        except Timeout as e:
-            raise Timeout(f"{e}; log tail:\n{self.log()[-3000:]}") from None
+    def _gone(self) -> Optional[str]:
+        return f"fastsse exited ({self.proc.returncode})" if self.proc.poll() is not None else None
 
     def wait_started(self, timeout: float = 5.0):
         self.wait_for_log(r" info listening on ", timeout)
@@ -210,11 +287,6 @@ class Fastsse:
         wait_until(lambda: not self.connection_fds(), timeout, "fastsse to hold no connection")
         return self.fd_count()
 
-    def stream_id(self, uri_fragment: str, timeout: float = 5.0) -> int:
-        """The id of the stream whose opened line shows a uri containing uri_fragment."""
-        m = self.wait_for_log(r" info stream (\d+) opened: producer=\S+ uri=\S*" + re.escape(uri_fragment), timeout)
-        return int(m[0].group(1))
-
     def signal(self, signo: int):
         self.proc.send_signal(signo)
 
@@ -237,91 +309,50 @@ class Fastsse:
 # ----------------------------------------------------------------------------------------------
 # nginx
 
-# Test-only locations, included in the server block next to fastsse-locations.conf.
-TEST_LOCATIONS = """\
-# Generated by tests/integration: test-only event-stream locations.
-location = /t/fast {
-    include fastsse_params;
-    fastcgi_param FASTSSE_PRODUCER clock;
-    fastcgi_param FASTSSE_INTERVAL 200;
+# Test-only event-stream locations, one table for every web server in front of fastsse: each writes
+# them in its own syntax (here `location = /t/NAME`, apachelib `<Location "/events/t/NAME">`), so
+# that a test reaches the same location behind any of them (conftest.Front.t).
+TEST_LOCATIONS: dict[str, dict[str, str]] = {
+    "fast": {"FASTSSE_PRODUCER": "clock", "FASTSSE_INTERVAL": "200"},
+    "fast100": {"FASTSSE_PRODUCER": "clock", "FASTSSE_INTERVAL": "100"},
+    "unix_ms": {"FASTSSE_PRODUCER": "clock", "FASTSSE_INTERVAL": "100", "FASTSSE_FORMAT": "unix_ms",
+                "FASTSSE_EVENT": "now"},
+    "unix_us": {"FASTSSE_PRODUCER": "clock", "FASTSSE_INTERVAL": "100", "FASTSSE_FORMAT": "unix_us"},
+    "unnamed": {"FASTSSE_PRODUCER": "clock", "FASTSSE_INTERVAL": "100", "FASTSSE_EVENT": "",
+                "FASTSSE_FORMAT": "json"},
+    "count3": {"FASTSSE_PRODUCER": "clock", "FASTSSE_INTERVAL": "100", "FASTSSE_COUNT": "3",
+               "FASTSSE_RETRY": "1234"},
+    # One event a day, a heartbeat every second. Apache learns that a client left only when it
+    # writes to it: this is how soon a departure can be noticed there on a quiet stream.
+    "heartbeat": {"FASTSSE_PRODUCER": "clock", "FASTSSE_INTERVAL": "86400000", "FASTSSE_HEARTBEAT": "1"},
+    "busy-heartbeat": {"FASTSSE_PRODUCER": "clock", "FASTSSE_INTERVAL": "200", "FASTSSE_HEARTBEAT": "1"},
+    # One event a day, the default heartbeat (15 s): nothing is written for the length of a test.
+    "idle": {"FASTSSE_PRODUCER": "clock", "FASTSSE_INTERVAL": "86400000"},
+    "no-producer": {},
+    "unknown-producer": {"FASTSSE_PRODUCER": "no_such_producer"},
+    "bad-interval": {"FASTSSE_PRODUCER": "clock", "FASTSSE_INTERVAL": "soon"},
+    "bad-heartbeat": {"FASTSSE_PRODUCER": "clock", "FASTSSE_HEARTBEAT": "0"},
+    "unknown-param": {"FASTSSE_PRODUCER": "clock", "FASTSSE_INTERVL": "100"},
 }
-location = /t/nginx-buffering-on {
-    include fastsse_params_buffered;
-    fastcgi_param FASTSSE_PRODUCER clock;
-    fastcgi_param FASTSSE_INTERVAL 200;
-}
-location = /t/fast100 {
-    include fastsse_params;
-    fastcgi_param FASTSSE_PRODUCER clock;
-    fastcgi_param FASTSSE_INTERVAL 100;
-}
-location = /t/unix_ms {
-    include fastsse_params;
-    fastcgi_param FASTSSE_PRODUCER clock;
-    fastcgi_param FASTSSE_INTERVAL 100;
-    fastcgi_param FASTSSE_FORMAT   unix_ms;
-    fastcgi_param FASTSSE_EVENT    now;
-}
-location = /t/unix_us {
-    include fastsse_params;
-    fastcgi_param FASTSSE_PRODUCER clock;
-    fastcgi_param FASTSSE_INTERVAL 100;
-    fastcgi_param FASTSSE_FORMAT   unix_us;
-}
-location = /t/unnamed {
-    include fastsse_params;
-    fastcgi_param FASTSSE_PRODUCER clock;
-    fastcgi_param FASTSSE_INTERVAL 100;
-    fastcgi_param FASTSSE_EVENT    "";
-    fastcgi_param FASTSSE_FORMAT   json;
-}
-location = /t/count3 {
-    include fastsse_params;
-    fastcgi_param FASTSSE_PRODUCER clock;
-    fastcgi_param FASTSSE_INTERVAL 100;
-    fastcgi_param FASTSSE_COUNT    3;
-    fastcgi_param FASTSSE_RETRY    1234;
-}
-location = /t/heartbeat {
-    include fastsse_params;
-    fastcgi_param FASTSSE_PRODUCER  clock;
-    fastcgi_param FASTSSE_INTERVAL  86400000;
-    fastcgi_param FASTSSE_HEARTBEAT 1;
-}
-location = /t/busy-heartbeat {
-    include fastsse_params;
-    fastcgi_param FASTSSE_PRODUCER  clock;
-    fastcgi_param FASTSSE_INTERVAL  200;
-    fastcgi_param FASTSSE_HEARTBEAT 1;
-}
-location = /t/idle {
-    include fastsse_params;
-    fastcgi_param FASTSSE_PRODUCER clock;
-    fastcgi_param FASTSSE_INTERVAL 86400000;
-}
-location = /t/no-producer {
-    include fastsse_params;
-}
-location = /t/unknown-producer {
-    include fastsse_params;
-    fastcgi_param FASTSSE_PRODUCER no_such_producer;
-}
-location = /t/bad-interval {
-    include fastsse_params;
-    fastcgi_param FASTSSE_PRODUCER clock;
-    fastcgi_param FASTSSE_INTERVAL soon;
-}
-location = /t/bad-heartbeat {
-    include fastsse_params;
-    fastcgi_param FASTSSE_PRODUCER  clock;
-    fastcgi_param FASTSSE_HEARTBEAT 0;
-}
-location = /t/unknown-param {
-    include fastsse_params;
-    fastcgi_param FASTSSE_PRODUCER clock;
-    fastcgi_param FASTSSE_INTERVL  100;
-}
-"""
+
+
+def config_value(value: str) -> str:
+    """A param's value in nginx's and Apache's config: an empty one quoted."""
+    return value if value else '""'
+
+
+def nginx_test_locations() -> str:
+    out = ["# Generated by tests/integration: test-only event-stream locations."]
+    for name, params in TEST_LOCATIONS.items():
+        out += [f"location = /t/{name} {{", "    include fastsse_params;"]
+        out += [f"    fastcgi_param {k} {config_value(v)};" for k, v in params.items()]
+        out.append("}")
+    # nginx alone: /t/fast without fastsse_params' fastcgi_buffering off (fastsse's
+    # X-Accel-Buffering: no must do).
+    out += ["location = /t/nginx-buffering-on {", "    include fastsse_params_buffered;",
+            "    fastcgi_param FASTSSE_PRODUCER clock;", "    fastcgi_param FASTSSE_INTERVAL 200;", "}"]
+    return "\n".join(out) + "\n"
+
 
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
@@ -339,7 +370,7 @@ class Nginx:
                  extra_conf: str = ""):
         self.source_dir = Path(source_dir)
         # Test-only directives and locations of one test module, added (in the server block) after
-        # TEST_LOCATIONS.
+        # the TEST_LOCATIONS.
         self.extra_conf = extra_conf
         self.dir = make_dir(Path(workdir) / "nginx")
         self.upstream = upstream  # "unix:/path" or "127.0.0.1:PORT", as fastcgi_pass takes it
@@ -363,7 +394,7 @@ class Nginx:
         buffered = _replace_once(params, "fastcgi_buffering off;", "", "nginx/fastsse_params")
         (self.dir / "fastsse_params_buffered").write_text(buffered)
         shutil.copyfile(src / "fastsse-locations.conf", self.dir / "fastsse-locations.conf")
-        (self.dir / "test-locations.conf").write_text(TEST_LOCATIONS + self.extra_conf)
+        (self.dir / "test-locations.conf").write_text(nginx_test_locations() + self.extra_conf)
 
         conf = (src / "nginx.conf").read_text()
         where = "nginx/nginx.conf"
@@ -397,17 +428,7 @@ class Nginx:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          cwd=self.dir, start_new_session=True)
         self.pid = self.proc.pid
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"nginx exited ({self.proc.returncode}) at start:\n{self.startup_log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return True
-            except OSError:
-                return False
-
-        wait_until(ready, timeout, f"nginx to accept connections on 127.0.0.1:{self.port}")
+        wait_accepting(self.proc, self.port, "nginx", self.startup_log, timeout)
         return self
 
     def startup_log(self) -> str:
@@ -705,30 +726,11 @@ class HttpStream:
         if self._mode == "eof":
             self._end(t)
 
-    def on_readable(self) -> bool:
-        """Reads what is there (socket non-blocking); returns False once the server closed."""
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                return True
-            except ConnectionResetError:
-                data = b""
-            t = time.monotonic()
-            if not data:
-                self.on_eof(t)
-                return False
-            self.feed(data, t)
-
-    def read_some(self, timeout: float) -> bool:
-        """One blocking read of up to `timeout` seconds; False on timeout or at EOF."""
-        if self.eof:
-            return False
-        self.sock.settimeout(max(timeout, 0.001))
+    def _recv(self) -> bool:
+        """One recv(), what it brought parsed; False once the server closed (a reset too). The
+        socket's own exceptions (timeout, would block) are the caller's."""
         try:
             data = self.sock.recv(65536)
-        except socket.timeout:
-            return False
         except ConnectionResetError:
             data = b""
         t = time.monotonic()
@@ -737,6 +739,25 @@ class HttpStream:
             return False
         self.feed(data, t)
         return True
+
+    def on_readable(self) -> bool:
+        """Reads what is there (socket non-blocking); returns False once the server closed."""
+        while True:
+            try:
+                if not self._recv():
+                    return False
+            except (BlockingIOError, InterruptedError):
+                return True
+
+    def read_some(self, timeout: float) -> bool:
+        """One blocking read of up to `timeout` seconds; False on timeout or at EOF."""
+        if self.eof:
+            return False
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            return self._recv()
+        except socket.timeout:
+            return False
 
     # -- waiting
 
@@ -815,6 +836,19 @@ class HttpStream:
             pass
 
 
+ES = {"Accept": "text/event-stream"}
+NOT_ACCEPTABLE = 'You must send a request with "Accept: text/event-stream".\n'
+
+
+def assert_plain_error(r: HttpStream, status: int):
+    """One of fastsse's own answers instead of a stream, whichever server is in front."""
+    assert r.status == status, r.describe()
+    assert r.header("Content-Type") == "text/plain; charset=utf-8", r.describe()
+    # One line of reason, nothing else: no HTML error page of the web server's, no second line.
+    assert r.text.endswith("\n") and r.text.count("\n") == 1, r.describe()
+    assert "<" not in r.text, r.describe()
+
+
 def get(port: int, path: str, headers: Optional[dict] = None, method: str = "GET", body: bytes = b"",
         timeout: float = 5.0) -> HttpStream:
     """A complete short response (errors, HEAD): read until the response ends."""
@@ -825,10 +859,21 @@ def get(port: int, path: str, headers: Optional[dict] = None, method: str = "GET
         s.wait_end(timeout)
         if h.get("Connection") == "close":
             # Everything after the response would be a protocol error (a body after HEAD, say).
-            s.wait(lambda s: s.eof, timeout, "nginx to close the connection")
+            s.wait(lambda s: s.eof, timeout, "the server to close the connection")
     finally:
         s.close()
     return s
+
+
+def assert_events_one_by_one(s: HttpStream, n: int = 6, interval: float = 0.2):
+    """A stream of one event every `interval` s passes n of them on one by one, each as produced:
+    not batched by a buffer on the way (which would deliver several in one read, or none for long)."""
+    events = s.wait_events(n, timeout=n * interval + 4)
+    gaps = [b.time - a.time for a, b in zip(events, events[1:])]
+    assert all(g > interval / 4 for g in gaps), f"events arrived batched: gaps {gaps}"
+    assert interval / 2 < sum(gaps) / len(gaps) < interval * 2, f"gaps {gaps} are not about the {interval} s interval"
+    # Each event came in a read of its own, before the next one was produced.
+    assert len({e.time for e in events}) == len(events)
 
 
 def assert_count3_complete(s: HttpStream):

@@ -1,24 +1,15 @@
 """fastsse started by Apache itself through mod_fcgid (apache/fastsse-fcgid.conf). The checks every
-front must pass are in apache_common.py; here, what is particular to this mode: fastsse gets its
-listening socket on fd 0, each open stream holds a fastsse process of its own (mod_fcgid sends a
-process one request at a time), a request beyond MaxProcesses waits for one to come free, and
+server in front must pass are in test_front.py; here, what is particular to this mode: fastsse gets
+its listening socket on fd 0, each open stream holds a fastsse process of its own (mod_fcgid sends
+a process one request at a time), a request beyond MaxProcesses waits for one to come free, and
 stopping Apache leaves no fastsse process (nor any of its commands) behind."""
 import time
 
 import pytest
 
-from apache_common import *  # noqa: F401,F403 (the shared tests)
-from apache_common import ES
-from fastsse_testlib import Timeout, descendants_of, wait_until
+from fastsse_testlib import ES, Timeout, alive, descendants_of, wait_until
 
 APACHE_MODE = "fcgid"
-
-
-def test_fastsse_listens_on_the_socket_mod_fcgid_gives(apache_stack, client, tag):
-    s = client(apache_stack, f"/events/t/fast?{tag}", ES)
-    s.wait_events(1, timeout=3)
-    apache_stack.fastsse.wait_for_log(r" info listening on inherited fd 0$")
-    assert apache_stack.fastsse.pids(), "no fastsse process runs"
 
 
 def test_each_stream_holds_a_process_and_a_full_pool_makes_requests_wait(make_apache_stack, client):
@@ -28,6 +19,8 @@ def test_each_stream_holds_a_process_and_a_full_pool_makes_requests_wait(make_ap
     b = client(stack, "/events/t/fast?slot=b", ES)
     a.wait_events(1, timeout=5)
     b.wait_events(1, timeout=5)
+    # fastsse listens on the socket mod_fcgid gives it.
+    fs.wait_for_log(r" info listening on inherited fd 0$", count=2)
     # Two streams, two processes, one connection each.
     assert sorted(fs.connections().values()) == [1, 1], fs.connections()
     pool = fs.pids()
@@ -70,15 +63,6 @@ def test_stopping_apache_leaves_no_fastsse_behind(make_apache_stack, client):
     took = time.monotonic() - start
     print(f"Apache stopped {took:.2f} s after SIGTERM, with 2 streams open")
     assert killed == [], f"processes Apache started outlived it (killed by the test): {killed}"
-    still = [pid for pid, starttime in started if _alive(pid, starttime)]
+    still = [pid for pid, starttime in started if alive(pid, starttime)]
     assert still == [], f"still running after Apache stopped: {still}"
     assert fs.pids() == []
-
-
-def _alive(pid: int, starttime: str) -> bool:
-    try:
-        stat = open(f"/proc/{pid}/stat").read()
-    except OSError:
-        return False
-    fields = stat[stat.rindex(")") + 2:].split()
-    return fields[19] == starttime and fields[0] != "Z"

@@ -9,7 +9,7 @@ page shows and what chromium sent:
   each once, in order, over three connections;
 - no console error; a screenshot of the page is left in the test's folder under the build tree.
 
-The server in front is the test's parameter (FRONTS). Needs node, chromium and `npm ci` run in
+The server in front is the test's parameter (conftest.FRONTS). Needs node, chromium and `npm ci` run in
 $FASTSSE_BROWSER_DIR (CTest's browser.npm_ci fixture does it): a missing one FAILS, never skips.
 """
 from __future__ import annotations
@@ -23,12 +23,11 @@ import signal
 import subprocess
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
+from conftest import FRONTS
 from fastsse_testlib import _stat_fields, children_of, descendants_of, kill_if_same, make_dir
 
 BOUNDED_IDS = 12           # ids 1..12: three connections of /events/bounded (five ticks each), two reconnects
@@ -40,56 +39,13 @@ SCRIPT = Path(__file__).resolve().parents[1] / "browser" / "demo_page.mjs"
 
 
 # ----------------------------------------------------------------------------------------------
-# The servers in front of fastsse (the test's parameter). Each starts a fastsse with
-# demo/fastsse.toml's commands and serves demo/index.html at / and the /events/* URLs of
-# nginx/fastsse-locations.conf (or their equivalents in its own config).
+# The servers in front of fastsse, the test's parameter: conftest.Front, which starts a fastsse with
+# demo/fastsse.toml's commands behind each, serving demo/index.html at / and the /events/* URLs of
+# the shipped locations.
 
 
-@dataclass
-class DemoSite:
-    url: str                     # the demo page
-    fastsse_log: Callable[[], str]  # fastsse's log so far: the Last-Event-ID of every stream it opened
-
-
-def demo_config(paths, workdir: Path, access_log: Path) -> Path:
-    """demo/fastsse.toml, its access-log command tailing the test server's own access log."""
-    text = (paths.source / "demo" / "fastsse.toml").read_text()
-    old = "/var/log/nginx/fastsse-access.log"
-    assert old in text, f"demo/fastsse.toml no longer tails {old}: update {__file__}"
-    config = workdir / "fastsse.toml"
-    config.write_text(text.replace(old, str(access_log)))
-    return config
-
-
-def nginx_front(paths, workdir: Path, request) -> DemoSite:
-    # The test nginx (fastsse_testlib.Nginx) lives in workdir/nginx, its logs in logs/ there.
-    access_log = workdir / "nginx" / "logs" / "fastsse-access.log"
-    make_stack = request.getfixturevalue("make_stack")
-    stack = make_stack(args=["--config", str(demo_config(paths, workdir, access_log))])
-    assert access_log.is_file(), f"nginx does not log to {access_log}: update {__file__}"
-    # It serves a placeholder page from www/; the demo page instead (read at each request).
-    shutil.copyfile(paths.source / "demo" / "index.html", stack.nginx.dir / "www" / "index.html")
-    return DemoSite(f"http://127.0.0.1:{stack.port}/", stack.fastsse.log)
-
-
-def apache_front(mode: str) -> Callable[..., DemoSite]:
-    # ApacheStack serves demo/ and runs fastsse with demo/fastsse.toml, its access-log command
-    # tailing this Apache's access log; under mod_fcgid, fastsse's log is in Apache's error log.
-    def start(paths, workdir: Path, request) -> DemoSite:
-        stack = request.getfixturevalue("make_apache_stack")(mode)
-        return DemoSite(f"http://127.0.0.1:{stack.port}/", stack.fastsse.log)
-    return start
-
-
-FRONTS: dict[str, Callable[..., DemoSite]] = {
-    "nginx": nginx_front,
-    "apache-proxy_fcgi": apache_front("proxy_fcgi"),
-    "apache-fcgid": apache_front("fcgid"),
-}
-
-
-@pytest.fixture(params=list(FRONTS))
-def front(request) -> str:
+@pytest.fixture(params=FRONTS)
+def front_name(request) -> str:
     return request.param
 
 
@@ -220,10 +176,10 @@ def ids_of(items) -> list[str]:
     return [i["id"] for i in items]
 
 
-def test_demo_page(front, paths, workdir, request):
+def test_demo_page(front_name, make_front, paths, workdir):
     tools = browser_tools()  # first: a missing one fails at once
-    site = FRONTS[front](paths, workdir, request)
-    r = run_browser(site.url, workdir, tools)
+    site = make_front(front_name)
+    r = run_browser(f"http://127.0.0.1:{site.port}/", workdir, tools)
     print(f"screenshot: {Path(r['screenshot']).resolve()}")
     print(f"result: {(workdir / 'result.json').resolve()}")
     boxes = r["boxes"]
@@ -288,7 +244,7 @@ def test_demo_page(front, paths, workdir, request):
 
     # What fastsse was asked: the same Last-Event-ID, through the server in front.
     opened = re.findall(r" stream \d+ opened: producer=clock uri=/events/bounded(?: last-event-id=(\S+))?$",
-                        site.fastsse_log(), re.M)
+                        site.fastsse.log(), re.M)
     assert opened[:connections] == [""] + [str(5 * c) for c in range(1, connections)], opened
 
     shot = Path(r["screenshot"])

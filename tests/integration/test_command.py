@@ -15,9 +15,10 @@ from urllib.parse import quote
 
 import pytest
 
-from commandlib import (CMD_NGINX_CONF, ES, CommandStack, PATH_ENV, cmd_path, descendants, of_type, proc_state, script,
+from conftest import stays_quiet
+from commandlib import (CMD_NGINX_CONF, CommandStack, PATH_ENV, cmd_path, descendants, of_type, proc_state, script,
                         wait_exit, wait_gone, write_config)
-from fastsse_testlib import (FCGI_END_REQUEST, FcgiRequest, Retry, _stat_fields, children_of, get, make_dir,
+from fastsse_testlib import (ES, FCGI_END_REQUEST, FcgiRequest, Retry, _stat_fields, children_of, get, make_dir,
                              wait_until)
 
 MAX_LINE = 100
@@ -158,10 +159,8 @@ exec sleep 300
 
 @pytest.fixture(autouse=True)
 def nginx_stays_quiet(cmd):
-    before = len(cmd.nginx.error_log())
-    yield
-    new_errors = cmd.nginx.error_log()[before:]
-    assert new_errors == "", f"nginx logged warnings or errors:\n{new_errors}"
+    with stays_quiet(cmd.stack):
+        yield
 
 
 def run_to_exit(cmd, client, path, timeout=5.0):

@@ -15,9 +15,10 @@ import time
 
 import pytest
 
-from commandlib import CMD_NGINX_CONF, ES, CommandStack, PATH_ENV, cmd_path, of_type, proc_state, script, wait_exit, \
+from conftest import stays_quiet
+from commandlib import CMD_NGINX_CONF, CommandStack, PATH_ENV, cmd_path, of_type, proc_state, script, wait_exit, \
     write_config
-from fastsse_testlib import HttpStream, _stat_fields, get, make_dir, wait_until
+from fastsse_testlib import ES, HttpStream, _stat_fields, get, make_dir, wait_until
 
 # The README's ping-host pattern with a larger bound: each compile of it takes milliseconds.
 HOG_PATTERN = "[a-z0-9][a-z0-9.-]{0,1000}"
@@ -59,10 +60,8 @@ for i in 1 2 3 4 5 6; do echo "out$i"; echo "err$i" >&2; done
 
 @pytest.fixture(autouse=True)
 def nginx_stays_quiet(hc):
-    before = len(hc.nginx.error_log())
-    yield
-    new_errors = hc.nginx.error_log()[before:]
-    assert new_errors == "", f"nginx logged warnings or errors:\n{new_errors}"
+    with stays_quiet(hc.stack):
+        yield
 
 
 def cpu_seconds(pid: int) -> float:

@@ -12,9 +12,10 @@ from datetime import datetime
 
 import pytest
 
-from commandlib import (CMD_NGINX_CONF, ES, CommandStack, PATH_ENV, cmd_path, descendants, of_type, proc_state, script,
+from conftest import stays_quiet
+from commandlib import (CMD_NGINX_CONF, CommandStack, PATH_ENV, cmd_path, descendants, of_type, proc_state, script,
                         wait_exit, wait_gone, write_config)
-from fastsse_testlib import HttpStream, Retry, get, make_dir, pump
+from fastsse_testlib import ES, HttpStream, Retry, get, make_dir, pump
 
 LINGER = 1
 
@@ -55,10 +56,8 @@ exit 4
 
 @pytest.fixture(autouse=True)
 def nginx_stays_quiet(sh):
-    before = len(sh.nginx.error_log())
-    yield
-    new_errors = sh.nginx.error_log()[before:]
-    assert new_errors == "", f"nginx logged warnings or errors:\n{new_errors}"
+    with stays_quiet(sh.stack):
+        yield
 
 
 def run_and_line(event_id: str) -> tuple[str, int]:

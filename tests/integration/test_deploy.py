@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from fastsse_testlib import Fastsse, HttpStream, Nginx, wait_until
+from fastsse_testlib import ES, Fastsse, HttpStream, Nginx, wait_until
 
-ES = {"Accept": "text/event-stream"}
 SOCKET_ACTIVATE = "/usr/bin/systemd-socket-activate"
 SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"
 UNPRIVILEGED = "nobody"

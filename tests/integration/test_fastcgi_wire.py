@@ -83,7 +83,8 @@ def test_open_stream_records_arrive_as_produced(fcgi, fastsse):
     event_records = [rec for rec in r.records if rec.type == FCGI_STDOUT and rec.content.startswith(b"event:")]
     assert len(event_records) >= 2
     r.close()
-    fastsse.wait_for_log(r" closed: client gone", timeout=2)
+    fastsse.wait_connections(0)
+    fastsse.assert_logged(r" closed: client gone")
 
 
 def test_sigterm_records(fcgi, fastsse):

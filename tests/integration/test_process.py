@@ -7,9 +7,7 @@ import subprocess
 
 import pytest
 
-from fastsse_testlib import Retry, assert_no_sanitizer_report
-
-ES = {"Accept": "text/event-stream"}
+from fastsse_testlib import ES, Retry, assert_no_sanitizer_report
 
 
 def run(paths, *args, stdin=subprocess.DEVNULL, timeout=5.0) -> subprocess.CompletedProcess:
@@ -106,7 +104,7 @@ def test_inherited_listening_socket_serves_through_nginx(make_stack, client):
     assert [e.id for e in s.wait_events(3, timeout=3)] == ["1", "2", "3"]
     fs.stream_id("via=fd0")
     s.close()
-    fs.wait_for_log(r" closed: client gone", timeout=2)
+    fs.wait_connections(0)
     assert fs.stop() == 0
     # Not made by fastsse, so not removed by it either: the socket file belongs to whoever made it.
     assert (stack.workdir / "inherited.sock").exists()
@@ -121,7 +119,8 @@ def test_tcp_listen_serves_through_nginx(make_stack, client):
     sid = fs.stream_id("via=tcp")
     # Over TCP too, a client that leaves is noticed at once (nginx's FIN, no write needed).
     s.close()
-    fs.wait_for_log(rf" info stream {sid} closed: client gone", timeout=2)
+    fs.wait_connections(0)
+    fs.assert_logged(rf" info stream {sid} closed: client gone")
     assert fs.stop() == 0
 
 

@@ -6,9 +6,7 @@ import signal
 import socket
 import time
 
-from fastsse_testlib import get, wait_until
-
-ES = {"Accept": "text/event-stream"}
+from fastsse_testlib import ES, get, wait_until
 
 
 def settled_fd_count(stack) -> int:

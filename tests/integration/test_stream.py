@@ -1,30 +1,19 @@
-"""What a stream carries, through nginx: events one by one as produced, ids and resumption,
-the clock's formats, bounded streams and heartbeats."""
-import json
+"""What a stream carries, through nginx: events passed on one by one with nginx's own buffering on,
+ids, the clock's formats, bounded streams and heartbeats. What every server in front must pass
+on (events one by one, Last-Event-ID, the end of a bounded stream...) is in test_front.py."""
 import time
-from datetime import datetime, timezone
 
 import pytest
 
-from fastsse_testlib import Retry, assert_count3_complete
-
-ES = {"Accept": "text/event-stream"}
+from fastsse_testlib import ES, Retry, assert_events_one_by_one
 
 
-@pytest.mark.parametrize("path", [
-    "/t/fast",                # fastsse_params as shipped: fastcgi_buffering off
-    "/t/nginx-buffering-on",  # the same without it: fastsse's X-Accel-Buffering: no must do
-])
-def test_events_arrive_one_by_one_unbuffered(shared, client, tag, path):
-    # One event every 200 ms. Buffered by nginx, they would arrive in a batch (or not at all for
-    # 46 s); passed on at once, each arrives on its own, about 200 ms after the one before.
-    s = client(shared, f"{path}?{tag}", ES)
-    events = s.wait_events(6, timeout=5)
-    gaps = [b.time - a.time for a, b in zip(events, events[1:])]
-    assert all(g > 0.05 for g in gaps), f"events arrived batched: gaps {gaps}"
-    assert 0.1 < sum(gaps) / len(gaps) < 0.4, f"gaps {gaps} are not about the 200 ms interval"
-    # Each event came in a read of its own, before the next one was produced.
-    assert len({e.time for e in events}) == len(events)
+def test_events_arrive_one_by_one_with_nginx_buffering_on(shared, client, tag):
+    # /t/fast without fastsse_params' fastcgi_buffering off (test_front.py has it as shipped):
+    # fastsse's X-Accel-Buffering: no must do. One event every 200 ms. Buffered by nginx, they would
+    # arrive in a batch (or not at all for 46 s); passed on at once, each arrives on its own, about
+    # 200 ms after the one before.
+    assert_events_one_by_one(client(shared, f"/t/nginx-buffering-on?{tag}", ES), interval=0.2)
 
 
 def test_ids_count_from_one(shared, client, tag):
@@ -37,36 +26,6 @@ def test_ids_count_from_one(shared, client, tag):
         assert abs(int(e.data) - time.time()) < 5, e
 
 
-def test_ids_continue_after_last_event_id_header(shared, client, tag):
-    s = client(shared, f"/t/fast100?{tag}", {**ES, "Last-Event-ID": "41"})
-    assert [e.id for e in s.wait_events(3, timeout=3)] == ["42", "43", "44"]
-    assert "last-event-id=41" in shared.fastsse.wait_for_log(r" opened: .*" + tag + ".*")[0].group(0)
-
-
-def test_ids_continue_after_last_event_id_query(shared, client, tag):
-    # What EventSource polyfills send when they cannot set headers.
-    s = client(shared, f"/t/fast100?lastEventId=9&{tag}", ES)
-    assert [e.id for e in s.wait_events(3, timeout=3)] == ["10", "11", "12"]
-
-
-def test_last_event_id_header_wins_over_query(shared, client, tag):
-    s = client(shared, f"/t/fast100?lastEventId=9&{tag}", {**ES, "Last-Event-ID": "100"})
-    assert [e.id for e in s.wait_events(2, timeout=3)] == ["101", "102"]
-
-
-def test_mdn_ping_location_sends_iso8601_json(shared, client, tag):
-    # nginx/fastsse-locations.conf's /events/ping: MDN's ssedemo.php, one ping a second.
-    s = client(shared, f"/events/ping?{tag}", ES)
-    [event] = s.wait_events(1, timeout=3)
-    assert event.type == "ping"
-    assert event.id == "1"
-    payload = json.loads(event.data)
-    assert list(payload) == ["time"]
-    t = datetime.fromisoformat(payload["time"])
-    assert t.tzinfo is not None
-    assert abs((t - datetime.now(timezone.utc)).total_seconds()) < 5
-
-
 @pytest.mark.parametrize("path, event_type, scale", [("/t/unix_ms", "now", 1e3), ("/t/unix_us", "tick", 1e6)])
 def test_clock_formats_and_event_name(shared, client, tag, path, event_type, scale):
     s = client(shared, f"{path}?{tag}", ES)
@@ -76,24 +35,6 @@ def test_clock_formats_and_event_name(shared, client, tag, path, event_type, sca
         assert e.data.isdigit(), e
         assert abs(int(e.data) / scale - time.time()) < 5, e
     assert int(events[1].data) > int(events[0].data)
-
-
-def test_empty_event_name_sends_unnamed_message_events(shared, client, tag):
-    # FASTSSE_EVENT "": no event: line, so a browser fires its plain "message" event.
-    s = client(shared, f"/t/unnamed?{tag}", ES)
-    events = s.wait_events(2, timeout=3)
-    assert [e.type for e in events] == ["message", "message"]
-    assert b"event:" not in bytes(s.body)
-    assert all(set(json.loads(e.data)) == {"time"} for e in events)
-
-
-def test_count_ends_stream_with_retry_hint(shared, client, tag):
-    s = client(shared, f"/t/count3?{tag}", ES)
-    s.wait_end(timeout=5)
-    assert_count3_complete(s)
-    assert not s.eof  # nginx keeps the connection
-    stream = shared.fastsse.stream_id(tag)
-    shared.fastsse.wait_for_log(rf" info stream {stream} closed: finished \(after [\d.]+ s, 3 events\)", timeout=2)
 
 
 def test_bounded_location_resumes_where_it_stopped(shared, client, tag):
