@@ -36,6 +36,8 @@ struct Connection {
     UniqueFd fd;
     uint16_t request_id = 1;
     Request request;
+    // The CGI headers have left: an error can no longer be answered, only the connection closed.
+    bool headers_sent = false;
 };
 
 namespace fastcgi {
