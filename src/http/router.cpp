@@ -23,6 +23,13 @@ void answer(Connection& c, const RequestError& error) {
 
 }  // namespace
 
+const std::string& request_body(const Connection& c) {
+    if (!c.body_whole)
+        throw RequestError(413, fmt::format("The request body is too large: fastsse takes up to {} bytes.",
+                                            fastcgi::max_body));
+    return c.body;
+}
+
 void Router::add_producer_route(std::unique_ptr<Route> route) { producer_route_ = std::move(route); }
 
 void Router::add_endpoint(std::string name, std::unique_ptr<Route> route) {

@@ -43,7 +43,10 @@ std::string_view to_string(CloseReason reason) {
 Stream::Stream(EventLoop& loop, StreamOwner& owner, uint64_t id, Connection connection, StreamLimits limits,
                std::string what)
     : loop_(loop), owner_(owner), id_(id), conn_(std::move(connection)), limits_(limits), what_(std::move(what)),
-      opened_(loop.now()), last_output_(opened_) {}
+      opened_(loop.now()), last_output_(opened_) {
+    // A stream never reads the request body: up to max_body bytes are not kept for its whole life.
+    std::string().swap(conn_.body);
+}
 
 Stream::~Stream() {
     work_.reset();  // stop the producer's work first: it may still hold this Sink

@@ -97,7 +97,8 @@ struct FailingProducer final : fastsse::Producer {
     }
 };
 
-// Test-only endpoints: one that throws (a bug in a route), one that throws after its headers left.
+// Test-only endpoints: one that throws (a bug in a route), one that throws after its headers left,
+// one that answers with the request body.
 struct ThrowingRoute final : fastsse::Route {
     void handle(Connection&, fastsse::Streams&) override { throw std::runtime_error("the route broke"); }
 };
@@ -109,6 +110,13 @@ struct LateThrowingRoute final : fastsse::Route {
         REQUIRE(::send(c.fd.get(), out.data(), out.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(out.size()));
         c.headers_sent = true;
         throw std::runtime_error("failed half way");
+    }
+};
+
+struct EchoRoute final : fastsse::Route {
+    void handle(Connection& c, fastsse::Streams&) override {
+        const auto& body = fastsse::request_body(c);
+        fastsse::send_response(c, 200, fmt::format("X-Content-Type: {}\r\n", c.request.content_type), body);
     }
 };
 
@@ -146,12 +154,13 @@ struct Fixture {
         routes.add_producer_route(std::make_unique<fastsse::StreamRoute>(registry, settings));
         routes.add_endpoint("throws", std::make_unique<ThrowingRoute>());
         routes.add_endpoint("late", std::make_unique<LateThrowingRoute>());
+        routes.add_endpoint("echo", std::make_unique<EchoRoute>());
         server = std::make_unique<fastsse::Server>(loop, routes, settings, -1);
     }
     ~Fixture() { server.reset(); }  // the streams end before the producers they use
 
     // Dispatches `request` on a fresh connection, as the Server does with what the Acceptor hands on.
-    Answer send(Request request) {
+    Answer send(Request request, std::string body = {}, bool body_whole = true) {
         int fds[2];
         REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
         UniqueFd peer(fds[1]);
@@ -160,6 +169,8 @@ struct Fixture {
         c.fd = UniqueFd(fds[0]);
         c.request_id = 0x0102;
         c.request = std::move(request);
+        c.body = std::move(body);
+        c.body_whole = body_whole;
         routes.dispatch(std::move(c), *server);
         auto answer = read_answer(peer.get());
         for (auto id : answer.request_ids) CHECK(id == 0x0102);
@@ -221,7 +232,7 @@ TEST_CASE("routing: 405 for a method a stream does not take, with Allow") {
     Fixture f;
     for (auto method : {"POST", "PUT", "DELETE"}) {
         CAPTURE(method);
-        check_error(f.send(request(method, {{"producer", "clock"}})), "Status: 405 Method Not Allowed",
+        check_error(f.send(request(method, {{"producer", "clock"}}), "x=1"), "Status: 405 Method Not Allowed",
                     fmt::format("Method {} is not allowed: an event stream is read with GET.", method),
                     "Allow: GET, HEAD\r\n");
     }
@@ -303,6 +314,18 @@ TEST_CASE("routing: an exception after the headers left closes the connection, w
     CHECK_FALSE(a.end_request);
     CHECK(a.closed);
     CHECK(f.log.text().find("GET /events/test: failed half way") != std::string::npos);
+}
+
+TEST_CASE("routing: a route reads the request body; 413 when it did not fit") {
+    Fixture f;
+    auto r = request("POST", {{"endpoint", "echo"}});
+    r.content_type = "application/json";
+    auto a = f.send(r, "{\"data\":1}");
+    CHECK(a.stdout_text ==
+          "Status: 200 OK\r\nX-Content-Type: application/json\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+          "{\"data\":1}");
+    check_error(f.send(r, "", false), "Status: 413 Content Too Large",
+                "The request body is too large: fastsse takes up to 65536 bytes.");
 }
 
 TEST_CASE("Router: an endpoint name given twice is refused where the program is assembled") {

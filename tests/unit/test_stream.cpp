@@ -218,6 +218,7 @@ TEST_CASE("status_text") {
     CHECK(fastsse::status_text(404) == "Not Found");
     CHECK(fastsse::status_text(405) == "Method Not Allowed");
     CHECK(fastsse::status_text(406) == "Not Acceptable");
+    CHECK(fastsse::status_text(413) == "Content Too Large");
     CHECK(fastsse::status_text(500) == "Internal Server Error");
     CHECK(fastsse::status_text(503) == "Service Unavailable");
     CHECK(fastsse::status_text(418) == "Error");

@@ -42,6 +42,10 @@ public:
     virtual void handle(Connection& connection, Streams& streams) = 0;
 };
 
+// The request body for a route that needs it; a 413 when it passed fastcgi::max_body (or did not
+// come whole).
+const std::string& request_body(const Connection& connection);
+
 class Router {
 public:
     // The route of every location that sets FASTSSE_PRODUCER, whichever producer it names.
