@@ -5,13 +5,9 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
-#include <cerrno>
 #include <memory>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -24,6 +20,7 @@
 #include "fastsse/http/stream_route.hpp"
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/producers/clock.hpp"
+#include "support.hpp"
 
 using namespace std::string_literals;
 using fastsse::Connection;
@@ -31,9 +28,6 @@ using fastsse::Request;
 using fastsse::UniqueFd;
 
 namespace {
-
-constexpr unsigned type_end_request = 3;
-constexpr unsigned type_stdout = 6;
 
 // What the web server's end of the connection received.
 struct Answer {
@@ -50,42 +44,24 @@ struct Answer {
     std::string body() const { return stdout_text.substr(stdout_text.find("\r\n\r\n") + 4); }
 };
 
-Answer read_answer(int fd) {
-    std::string buf;
+Answer read_answer(fastsse_test::Peer& peer) {
     Answer a;
-    char chunk[65536];
-    for (;;) {
-        ssize_t n = ::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT);
-        if (n > 0) {
-            buf.append(chunk, n);
-            continue;
-        }
-        if (n == 0) a.closed = true;
-        else if (errno == EINTR) continue;
-        else REQUIRE((errno == EAGAIN || errno == EWOULDBLOCK));
-        break;
-    }
-    auto b = [&](size_t k) { return static_cast<unsigned>(static_cast<unsigned char>(buf[k])); };
-    size_t i = 0;
-    while (buf.size() - i >= 8) {
-        size_t length = b(i + 4) << 8 | b(i + 5);
-        REQUIRE(buf.size() - i - 8 >= length + b(i + 6));
-        auto content = buf.substr(i + 8, length);
-        a.request_ids.push_back(b(i + 2) << 8 | b(i + 3));
-        if (b(i + 1) == type_stdout && length > 0) {
+    for (auto& r : peer.records()) {
+        a.request_ids.push_back(r.request_id);
+        if (r.type == fastsse_test::type_stdout && !r.content.empty()) {
             CHECK_FALSE(a.end_of_stdout);
-            a.stdout_text += content;
+            a.stdout_text += r.content;
             ++a.stdout_records;
-        } else if (b(i + 1) == type_stdout) {
+        } else if (r.type == fastsse_test::type_stdout) {
             a.end_of_stdout = true;
         } else {
-            CHECK(b(i + 1) == type_end_request);
-            CHECK(content == std::string(8, '\0'));
+            CHECK(r.type == fastsse_test::type_end_request);
+            CHECK(r.content == std::string(8, '\0'));
             a.end_request = true;
         }
-        i += 8 + length + b(i + 6);
     }
-    CHECK(i == buf.size());
+    CHECK(peer.buf.empty());  // whole records only
+    a.closed = peer.eof;
     return a;
 }
 
@@ -120,32 +96,16 @@ struct EchoRoute final : fastsse::Route {
     }
 };
 
-// Captures the log lines, so that a test can tell what the server said about a request.
-class LogCapture {
-public:
-    LogCapture() : previous_(spdlog::default_logger()) {
-        auto logger = std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines_));
-        logger->set_pattern("%v");
-        spdlog::set_default_logger(logger);
-    }
-    ~LogCapture() { spdlog::set_default_logger(previous_); }
-    std::string text() const { return lines_.str(); }
-
-private:
-    std::ostringstream lines_;
-    std::shared_ptr<spdlog::logger> previous_;
-};
-
 // The program as main() assembles it (the clock, the stream route, a Server keeping the streams),
 // with test producers and endpoints besides.
 struct Fixture {
-    LogCapture log;
+    fastsse_test::LogCapture log;
     fastsse::EventLoop loop;
     fastsse::Registry registry;
     fastsse::Settings settings;
     fastsse::Router routes;
     std::unique_ptr<fastsse::Server> server;
-    std::vector<UniqueFd> peers;  // the web server's ends of streams still open
+    std::vector<fastsse_test::Peer> peers;  // the web server's ends, kept open as a web server would
 
     explicit Fixture(size_t max_streams = 10) {
         registry.add("clock", std::make_unique<fastsse::ClockProducer>(loop));
@@ -163,7 +123,8 @@ struct Fixture {
     Answer send(Request request, std::string body = {}, bool body_whole = true) {
         int fds[2];
         REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
-        UniqueFd peer(fds[1]);
+        fastsse_test::Peer peer;
+        peer.fd = UniqueFd(fds[1]);
         ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
         Connection c;
         c.fd = UniqueFd(fds[0]);
@@ -172,7 +133,7 @@ struct Fixture {
         c.body = std::move(body);
         c.body_whole = body_whole;
         routes.dispatch(std::move(c), *server);
-        auto answer = read_answer(peer.get());
+        auto answer = read_answer(peer);
         for (auto id : answer.request_ids) CHECK(id == 0x0102);
         peers.push_back(std::move(peer));
         return answer;
