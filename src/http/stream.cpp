@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "fastsse/http/response.hpp"
+
 namespace fastsse {
 
 namespace {

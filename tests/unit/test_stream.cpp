@@ -20,6 +20,7 @@
 #include "fastsse/sse/event.hpp"
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/fastcgi/records.hpp"
+#include "fastsse/http/response.hpp"
 #include "fastsse/http/stream.hpp"
 #include "support.hpp"
 

@@ -9,7 +9,6 @@
 
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/fastcgi/records.hpp"
-#include "fastsse/http/response.hpp"
 #include "fastsse/producers/producer.hpp"
 
 namespace fastsse {
