@@ -1,4 +1,4 @@
-// fastsse: the program is assembled here, and only here: settings, logging, signals, producers.
+// fastsse: the program is assembled here, and only here: settings, logging, signals, producers, routes.
 #include <fcgiapp.h>
 #include <fmt/format.h>
 #include <signal.h>
@@ -16,7 +16,9 @@
 #include "fastsse/loop/process.hpp"
 #include "fastsse/producers/clock.hpp"
 #include "fastsse/producers/command.hpp"
+#include "fastsse/http/router.hpp"
 #include "fastsse/http/server.hpp"
+#include "fastsse/http/stream_route.hpp"
 #include "fastsse/config/settings.hpp"
 
 namespace {
@@ -76,6 +78,10 @@ int main(int argc, char** argv) {
     }
     command_producer.set_commands(settings.commands);
 
+    // Which code answers a request: event streams for every location that names a producer.
+    Router routes;
+    routes.add_producer_route(std::make_unique<StreamRoute>(registry, settings));
+
     setup_logging(settings.log_level);
     // libfcgi's FCGX_Init installs handlers for SIGPIPE, SIGUSR1 and SIGTERM (its SIGTERM handler
     // only sets a flag). Take them back: SIGPIPE ignored, SIGTERM as blocked above.
@@ -97,7 +103,7 @@ int main(int argc, char** argv) {
     raise_descriptor_limit(settings.max_streams);
     spdlog::info("listening on {}", listener->address());
     try {
-        Server server(loop, registry, settings, listener->fd());
+        Server server(loop, routes, settings, listener->fd());
         ::sd_notify(0, "READY=1");  // systemd's Type=notify: we accept from here on
         server.run();
     } catch (const std::exception& e) {

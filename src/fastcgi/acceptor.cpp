@@ -12,7 +12,7 @@
 
 namespace fastsse {
 
-// A connection whose request head has not all arrived yet.
+// A connection whose request (head and body) has not all arrived yet.
 class Acceptor::Pending final : public IoHandler {
 public:
     Pending(Acceptor& owner, UniqueFd fd) : owner_(owner), fd_(std::move(fd)), since_(owner.loop_.now()) {
@@ -61,7 +61,14 @@ public:
         // sending, is not waited for.
         if (!check.whole && !full && !ended) return;
         owner_.loop_.remove(fd_.get());
-        owner_.finished(*this, fastcgi::read_request(std::move(fd_)));
+        auto connection = fastcgi::read_request(std::move(fd_));
+        // The body comes from the bytes peeked at, not from the socket: libfcgi may have read part
+        // of it into its own buffers, freed with the request.
+        if (connection) {
+            connection->body_whole = check.whole && !check.body_too_large;
+            if (connection->body_whole) connection->body = std::move(check.body);
+        }
+        owner_.finished(*this, std::move(connection));
     }
 
 private:

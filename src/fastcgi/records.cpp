@@ -145,7 +145,7 @@ std::string management_answer(unsigned type, std::string_view content, size_t ma
 
 }  // namespace
 
-HeadCheck check_head(std::string_view bytes, size_t max_conns) {
+HeadCheck check_head(std::string_view bytes, size_t max_conns, size_t body_limit) {
     HeadCheck check;
     auto refuse = [&](std::string reason, std::string answer = {}) {
         check.verdict = HeadCheck::Verdict::refused;
@@ -205,6 +205,14 @@ HeadCheck check_head(std::string_view bytes, size_t max_conns) {
             if (h.content_length == 0) {
                 check.whole = true;
                 return check;
+            }
+            if (check.body_too_large) break;
+            if (check.body.size() + content.size() > body_limit) {
+                // Too large for any route: the rest is only walked through, still checked.
+                check.body_too_large = true;
+                check.body.clear();
+            } else {
+                check.body.append(content);
             }
             break;
         }

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "fastsse/http/response.hpp"
+
 namespace fastsse {
 
 namespace {
@@ -40,44 +42,13 @@ std::string_view to_string(CloseReason reason) {
     return "closed";
 }
 
-std::string_view status_text(int status) {
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Error";
-    }
-}
-
-void send_response(Connection& c, int status, std::string_view extra_headers, std::string_view body) {
-    std::string cgi = fmt::format("Status: {} {}\r\n{}", status, status_text(status), extra_headers);
-    if (!body.empty()) cgi += "Content-Type: text/plain; charset=utf-8\r\n";
-    cgi += "\r\n";
-    cgi += body;
-    std::string out;
-    fastcgi::append_stdout(out, c.request_id, cgi);
-    fastcgi::append_end(out, c.request_id);
-    // A fresh connection's send buffer is empty and this is well under a kilobyte: one write.
-    [[maybe_unused]] auto n = ::send(c.fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    fastcgi::drain_input(c.fd.get());
-    c.fd.reset();
-}
-
-void send_error(Connection& c, const RequestError& error) {
-    std::string headers;
-    if (error.retry_after) headers += fmt::format("Retry-After: {}\r\n", error.retry_after->count());
-    if (!error.allow.empty()) headers += fmt::format("Allow: {}\r\n", error.allow);
-    send_response(c, error.status, headers, std::string(error.what()) + "\n");
-}
-
 Stream::Stream(EventLoop& loop, StreamOwner& owner, uint64_t id, Connection connection, StreamLimits limits,
                std::string what)
     : loop_(loop), owner_(owner), id_(id), conn_(std::move(connection)), limits_(limits), what_(std::move(what)),
-      opened_(loop.now()), last_output_(opened_) {}
+      opened_(loop.now()), last_output_(opened_) {
+    // A stream never reads the request body: up to max_body bytes are not kept for its whole life.
+    std::string().swap(conn_.body);
+}
 
 Stream::~Stream() {
     work_.reset();  // stop the producer's work first: it may still hold this Sink

@@ -5,7 +5,8 @@
 // - a refusal has a reason, and its answer is whole records of the null request id (management
 //   answers) or of one request (FCGI_END_REQUEST);
 // - whatever check_head calls ready, libfcgi reads whole, for the same request id;
-// - a prefix of ready bytes is never refused: bytes still to come cannot make a good head bad.
+// - a prefix of ready bytes is never refused: bytes still to come cannot make a good head bad;
+// - the body kept for a route is bounded by max_body, and never kept once it passed it.
 #include <fcgiapp.h>
 #include <sys/socket.h>
 
@@ -49,6 +50,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (head.verdict == Verdict::incomplete) return 0;
     check(head.head_length >= 8 && head.head_length <= bytes.size(), "the head is within the bytes");
+    check(head.body.size() <= fcgi::max_body && head.body.size() <= bytes.size() - head.head_length,
+          "the body kept is bounded, and within the bytes after the head");
+    check(!head.body_too_large || head.body.empty(), "a body too large is not kept");
     for (size_t cut : {size_t{0}, head.head_length / 2, head.head_length - 1})
         check(fcgi::check_head(bytes.substr(0, cut), 100).verdict == Verdict::incomplete,
               "a prefix of a ready head is incomplete");

@@ -33,7 +33,7 @@ struct Program {
         registry.add("clock", std::make_unique<fastsse::ClockProducer>(loop));
         registry.add("command", std::make_unique<fastsse::CommandProducer>(loop, children));
         for (auto spec : fastsse::stream_options_table()) {
-            spec.default_value = spec.name == "heartbeat" ? "15" : "3000";  // as Server fills them
+            spec.default_value = spec.name == "heartbeat" ? "15" : "3000";  // as StreamRoute fills them
             stream_options.push_back(spec);
         }
     }

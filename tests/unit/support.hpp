@@ -1,22 +1,29 @@
 #pragma once
 // What several unit tests share: running a real EventLoop until a condition holds (with a deadline,
-// so that a bug fails the test instead of hanging it), a Sink that records what a producer did, and
-// a temporary folder.
+// so that a bug fails the test instead of hanging it), a Sink that records what a producer did, the
+// log lines captured, and a temporary folder.
 #include <doctest/doctest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "fastsse/loop/event_loop.hpp"
+#include "fastsse/loop/fd.hpp"
 #include "fastsse/producers/producer.hpp"
 
 namespace fastsse_test {
@@ -132,6 +139,82 @@ public:
 
 private:
     std::function<void()> on_call_;
+};
+
+// FastCGI records as a web server reads them back from fastsse.
+constexpr unsigned type_end_request = 3;
+constexpr unsigned type_stdout = 6;
+
+// One record as it came; padding dropped.
+struct Record {
+    unsigned type = 0, request_id = 0;
+    std::string content;
+};
+
+// Whole records from the front of buf (consumed); a trailing partial record stays in buf.
+inline std::vector<Record> take_records(std::string& buf) {
+    std::vector<Record> out;
+    size_t i = 0;
+    auto b = [&](size_t k) { return static_cast<unsigned>(static_cast<unsigned char>(buf[k])); };
+    while (buf.size() - i >= 8) {
+        size_t length = b(i + 4) << 8 | b(i + 5);
+        size_t padding = b(i + 6);
+        if (buf.size() - i - 8 < length + padding) break;
+        CHECK(b(i) == 1);  // FCGI_VERSION_1
+        Record r;
+        r.type = b(i + 1);
+        r.request_id = b(i + 2) << 8 | b(i + 3);
+        r.content = buf.substr(i + 8, length);
+        out.push_back(std::move(r));
+        i += 8 + length + padding;
+    }
+    buf.erase(0, i);
+    return out;
+}
+
+// What the peer can read right now (the writes on a socketpair are there as soon as send() returns).
+struct Peer {
+    fastsse::UniqueFd fd;
+    std::string buf;
+    bool eof = false;
+
+    void read_now() {
+        char chunk[65536];
+        for (;;) {
+            ssize_t n = ::recv(fd.get(), chunk, sizeof chunk, MSG_DONTWAIT);
+            if (n > 0) {
+                buf.append(chunk, n);
+                continue;
+            }
+            if (n == 0) eof = true;
+            else if (errno == EINTR) continue;
+            else REQUIRE((errno == EAGAIN || errno == EWOULDBLOCK));
+            return;
+        }
+    }
+    std::vector<Record> records() {
+        read_now();
+        return take_records(buf);
+    }
+};
+
+// Captures the log lines (the server logs through spdlog's default logger), until the end of the scope.
+class LogCapture {
+public:
+    LogCapture() : previous_(spdlog::default_logger()) {
+        auto logger = std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines_));
+        logger->set_pattern("%v");
+        logger->set_level(spdlog::level::debug);
+        spdlog::set_default_logger(logger);
+    }
+    ~LogCapture() { spdlog::set_default_logger(previous_); }
+    LogCapture(const LogCapture&) = delete;
+    LogCapture& operator=(const LogCapture&) = delete;
+    std::string text() const { return lines_.str(); }
+
+private:
+    std::ostringstream lines_;
+    std::shared_ptr<spdlog::logger> previous_;
 };
 
 // A fresh folder under /tmp, removed with everything in it at the end of the scope.

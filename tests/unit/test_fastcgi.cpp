@@ -1,6 +1,9 @@
 // FastCGI record framing, byte for byte (FastCGI 1.0 specification, sections 3.3, 5.3 and 5.5).
 #include <doctest/doctest.h>
+#include <arpa/inet.h>
 #include <fcgiapp.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <optional>
@@ -9,7 +12,9 @@
 #include <string_view>
 #include <vector>
 
+#include "fastsse/fastcgi/acceptor.hpp"
 #include "fastsse/fastcgi/records.hpp"
+#include "support.hpp"
 
 using namespace std::string_literals;
 using namespace std::string_view_literals;
@@ -336,4 +341,159 @@ TEST_CASE("read_request: libfcgi reads a checked head, and only the head") {
     CHECK(connection->request.method == "GET");
     CHECK(connection->request.query == "a=b&c");
     CHECK(connection->request.fastsse.at("producer") == "clock");
+}
+
+TEST_CASE("check_head: the request body, kept for a route") {
+    SUBCASE("no body: empty, and whole") {
+        auto c = check(head + record(stdin_, ""));
+        CHECK(c.whole);
+        CHECK(c.body.empty());
+        CHECK_FALSE(c.body_too_large);
+    }
+    SUBCASE("a body over several records, padding skipped") {
+        auto c = check(head + record(stdin_, "a=1", 5) + record(stdin_, "&b=", 0) + record(stdin_, "2", 7) +
+                       record(stdin_, ""));
+        CHECK(c.verdict == Verdict::ready);
+        CHECK(c.whole);
+        CHECK(c.body == "a=1&b=2");
+    }
+    SUBCASE("bytes as they are, NUL and CR LF included") {
+        auto content = "x\0y\r\n"s;
+        CHECK(check(head + record(stdin_, content, 3) + record(stdin_, "")).body == content);
+    }
+    SUBCASE("split records: only whole records count, and the body is not whole yet") {
+        auto bytes = head + record(stdin_, "first", 3) + record(stdin_, "second", 2) + record(stdin_, "");
+        auto second_at = head.size() + 8 + 5 + 3;
+        for (size_t cut = head.size(); cut < bytes.size(); ++cut) {
+            CAPTURE(cut);
+            auto c = check(std::string_view(bytes).substr(0, cut));
+            REQUIRE(c.verdict == Verdict::ready);
+            CHECK_FALSE(c.whole);
+            CHECK(c.body == (cut < second_at ? "" : cut < second_at + 8 + 6 + 2 ? "first" : "firstsecond"));
+        }
+        CHECK(check(bytes).body == "firstsecond");
+    }
+    SUBCASE("what follows the end of the body is not the body") {
+        CHECK(check(head + record(stdin_, "a") + record(stdin_, "") + record(stdin_, "b")).body == "a");
+    }
+    SUBCASE("over the bound: too large, nothing kept, the records still checked") {
+        auto exact = head + record(stdin_, "1234") + record(stdin_, "5678") + record(stdin_, "");
+        auto c = fcgi::check_head(exact, 1, 8);
+        CHECK(c.body == "12345678");
+        CHECK_FALSE(c.body_too_large);
+
+        auto over = head + record(stdin_, "1234") + record(stdin_, "56789") + record(stdin_, "");
+        c = fcgi::check_head(over, 1, 8);
+        CHECK(c.verdict == Verdict::ready);
+        CHECK(c.whole);  // the end of the body is still waited for, as for any request
+        CHECK(c.body_too_large);
+        CHECK(c.body.empty());
+        c = fcgi::check_head(head + record(stdin_, "123456789") + record(stdin_, "x", 0, 2), 1, 8);
+        CHECK(c.verdict == Verdict::refused);
+        c = fcgi::check_head(head + record(stdin_, "123456789") + record(abort_request, ""), 1, 8);
+        CHECK(c.verdict == Verdict::refused);
+    }
+    SUBCASE("the default bound, max_body, over records of 64 KiB") {
+        std::string body(fcgi::max_body, 'b');
+        std::string records;
+        for (size_t at = 0; at < body.size(); at += fcgi::max_content)
+            records += record(stdin_, std::string_view(body).substr(at, fcgi::max_content), 1);
+        auto c = check(head + records + record(stdin_, ""));
+        CHECK(c.whole);
+        CHECK(c.body == body);
+        c = check(head + records + record(stdin_, "!") + record(stdin_, ""));
+        CHECK(c.whole);
+        CHECK(c.body_too_large);
+        CHECK(c.body.empty());
+    }
+    SUBCASE("body records of another request or type are refused, as in the head") {
+        CHECK(check(head + record(stdin_, "x", 0, 2)).verdict == Verdict::refused);
+        CHECK(check(head + record(stdin_, "x") + record(params, "y")).verdict == Verdict::refused);
+        CHECK(check(head + record(stdin_, "x") + record(abort_request, "")).verdict == Verdict::refused);
+    }
+}
+
+namespace {
+
+// A loopback TCP listener on an ephemeral port, as a web server connects to fastsse.
+struct Listening {
+    fastsse::UniqueFd fd;
+    uint16_t port = 0;
+    Listening() {
+        fd = fastsse::UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        REQUIRE(fd);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(fd.get(), 16) == 0);
+        socklen_t length = sizeof a;
+        REQUIRE(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &length) == 0);
+        port = ntohs(a.sin_port);
+    }
+    fastsse::UniqueFd connect() const {
+        fastsse::UniqueFd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons(port);
+        REQUIRE(::connect(c.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        return c;
+    }
+};
+
+// Sends `bytes` to a fresh connection to the Acceptor and returns the Connection it hands on.
+std::optional<fastsse::Connection> accept_request(const std::string& bytes) {
+    REQUIRE(FCGX_Init() == 0);
+    fastsse::EventLoop loop;
+    Listening listening;
+    std::optional<fastsse::Connection> got;
+    fastsse::Acceptor acceptor(loop, listening.fd.get(), 10, [&](fastsse::Connection c) { got = std::move(c); });
+    auto client = listening.connect();
+    // Everything is sent before the loop runs: the acceptor only peeks until the request is whole, so
+    // the kernel must hold all of it (as it does for a web server's request).
+    ::fcntl(client.get(), F_SETFL, ::fcntl(client.get(), F_GETFL) | O_NONBLOCK);
+    REQUIRE(::send(client.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+    CHECK(fastsse_test::run_loop_until(loop, [&] { return got.has_value(); }, std::chrono::seconds(3)));
+    return got;
+}
+
+std::string body_records(std::string_view body) {
+    std::string out;
+    for (size_t at = 0; at < body.size(); at += fcgi::max_content)
+        out += record(stdin_, body.substr(at, fcgi::max_content), static_cast<unsigned char>(at % 7));
+    return out + record(stdin_, "");
+}
+
+}  // namespace
+
+TEST_CASE("Acceptor: the request body comes with the Connection, whatever libfcgi read") {
+    SUBCASE("no body") {
+        auto c = accept_request(head + record(stdin_, ""));
+        REQUIRE(c);
+        CHECK(c->request.method == "GET");
+        CHECK(c->body_whole);
+        CHECK(c->body.empty());
+    }
+    SUBCASE("a small body in padded records") {
+        auto c = accept_request(head + record(stdin_, "{\"a\":", 3) + record(stdin_, "1}", 6) + record(stdin_, ""));
+        REQUIRE(c);
+        CHECK(c->body_whole);
+        CHECK(c->body == "{\"a\":1}");
+    }
+    SUBCASE("max_body exactly, over two records") {
+        std::string body;
+        for (size_t i = 0; i < fcgi::max_body; ++i) body += static_cast<char>('a' + i % 26);
+        auto c = accept_request(head + body_records(body));
+        REQUIRE(c);
+        CHECK(c->body_whole);
+        CHECK(c->body == body);
+    }
+    SUBCASE("one byte over max_body: no body, and not whole") {
+        auto c = accept_request(head + body_records(std::string(fcgi::max_body + 1, 'x')));
+        REQUIRE(c);
+        CHECK(c->request.method == "GET");
+        CHECK_FALSE(c->body_whole);
+        CHECK(c->body.empty());
+    }
 }

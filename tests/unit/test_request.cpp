@@ -207,6 +207,16 @@ TEST_CASE("request_from_env") {
         CHECK(r.fastsse.empty());
         CHECK(r.query == "");
     }
+    SUBCASE("a request with a body: CONTENT_TYPE and CONTENT_LENGTH as sent") {
+        const char* env[] = {"REQUEST_METHOD=POST", "CONTENT_TYPE=application/json", "CONTENT_LENGTH=12", nullptr};
+        auto r = fastsse::request_from_env(env);
+        CHECK(r.content_type == "application/json");
+        CHECK(r.content_length == "12");
+        const char* none[] = {"REQUEST_METHOD=GET", "CONTENT_LENGTH=", nullptr};
+        r = fastsse::request_from_env(none);
+        CHECK(r.content_type.empty());
+        CHECK(r.content_length.empty());
+    }
     SUBCASE("HTTP_ACCEPT present but empty is present") {
         const char* env[] = {"HTTP_ACCEPT=", nullptr};
         auto r = fastsse::request_from_env(env);

@@ -6,8 +6,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -15,7 +13,6 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <sstream>
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -23,7 +20,9 @@
 #include "fastsse/sse/event.hpp"
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/fastcgi/records.hpp"
+#include "fastsse/http/response.hpp"
 #include "fastsse/http/stream.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using namespace std::string_view_literals;
@@ -33,8 +32,11 @@ using fastsse::UniqueFd;
 
 namespace {
 
-constexpr unsigned type_end_request = 3;
-constexpr unsigned type_stdout = 6;
+using fastsse_test::Peer;
+using fastsse_test::Record;
+using fastsse_test::take_records;
+using fastsse_test::type_end_request;
+using fastsse_test::type_stdout;
 
 constexpr std::string_view cgi_headers =
     "Status: 200 OK\r\n"
@@ -42,58 +44,6 @@ constexpr std::string_view cgi_headers =
     "Cache-Control: no-cache\r\n"
     "X-Accel-Buffering: no\r\n"
     "\r\n";
-
-struct Record {
-    unsigned type = 0, request_id = 0;
-    std::string content;
-};
-
-// Whole records from the front of buf (consumed); a trailing partial record stays in buf.
-std::vector<Record> take_records(std::string& buf) {
-    std::vector<Record> out;
-    size_t i = 0;
-    auto b = [&](size_t k) { return static_cast<unsigned>(static_cast<unsigned char>(buf[k])); };
-    while (buf.size() - i >= 8) {
-        size_t length = b(i + 4) << 8 | b(i + 5);
-        size_t padding = b(i + 6);
-        if (buf.size() - i - 8 < length + padding) break;
-        CHECK(b(i) == 1);  // FCGI_VERSION_1
-        Record r;
-        r.type = b(i + 1);
-        r.request_id = b(i + 2) << 8 | b(i + 3);
-        r.content = buf.substr(i + 8, length);
-        out.push_back(std::move(r));
-        i += 8 + length + padding;
-    }
-    buf.erase(0, i);
-    return out;
-}
-
-// What the peer can read right now (the writes on a socketpair are there as soon as send() returns).
-struct Peer {
-    UniqueFd fd;
-    std::string buf;
-    bool eof = false;
-
-    void read_now() {
-        char chunk[65536];
-        for (;;) {
-            ssize_t n = ::recv(fd.get(), chunk, sizeof chunk, MSG_DONTWAIT);
-            if (n > 0) {
-                buf.append(chunk, n);
-                continue;
-            }
-            if (n == 0) eof = true;
-            else if (errno == EINTR) continue;
-            else REQUIRE((errno == EAGAIN || errno == EWOULDBLOCK));
-            return;
-        }
-    }
-    std::vector<Record> records() {
-        read_now();
-        return take_records(buf);
-    }
-};
 
 struct Owner final : fastsse::StreamOwner {
     std::vector<uint64_t> retired;
@@ -110,27 +60,9 @@ struct Work final : fastsse::Subscription {
     bool& destroyed_;
 };
 
-// Captures the log lines (the Stream logs through spdlog's default logger).
-class LogCapture {
-public:
-    LogCapture() : previous_(spdlog::default_logger()) {
-        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(lines_);
-        auto logger = std::make_shared<spdlog::logger>("test", sink);
-        logger->set_pattern("%v");
-        logger->set_level(spdlog::level::debug);
-        spdlog::set_default_logger(logger);
-    }
-    ~LogCapture() { spdlog::set_default_logger(previous_); }
-    std::string text() const { return lines_.str(); }
-
-private:
-    std::ostringstream lines_;
-    std::shared_ptr<spdlog::logger> previous_;
-};
-
 // One stream on one socketpair, with its loop, owner and log.
 struct Fixture {
-    LogCapture log;
+    fastsse_test::LogCapture log;
     fastsse::EventLoop loop;
     Owner owner;
     Peer peer;
@@ -218,6 +150,7 @@ TEST_CASE("status_text") {
     CHECK(fastsse::status_text(404) == "Not Found");
     CHECK(fastsse::status_text(405) == "Method Not Allowed");
     CHECK(fastsse::status_text(406) == "Not Acceptable");
+    CHECK(fastsse::status_text(413) == "Content Too Large");
     CHECK(fastsse::status_text(500) == "Internal Server Error");
     CHECK(fastsse::status_text(503) == "Service Unavailable");
     CHECK(fastsse::status_text(418) == "Error");

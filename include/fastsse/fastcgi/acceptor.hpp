@@ -1,7 +1,7 @@
 #pragma once
 // Accepting connections on the event loop, without ever blocking it: a new connection waits, for a
 // few seconds at most, until its whole request (head and body) has arrived; only then does libfcgi
-// decode the head.
+// decode the head. The body (up to fastcgi::max_body) goes on with the Connection.
 // A web server (or anything else) that connects and stalls costs one descriptor until that deadline,
 // never the accepting of other requests, and never the shutdown.
 #include <chrono>

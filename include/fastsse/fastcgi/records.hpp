@@ -36,6 +36,13 @@ struct Connection {
     UniqueFd fd;
     uint16_t request_id = 1;
     Request request;
+    // The request body (the content of its FCGI_STDIN records), read with the head. When it passed
+    // fastcgi::max_body, or did not come whole, `body` is empty and body_whole false: a route that
+    // needs the body answers 413 then (request_body() in router.hpp); the others never look.
+    std::string body;
+    bool body_whole = true;
+    // The CGI headers have left: an error can no longer be answered, only the connection closed.
+    bool headers_sent = false;
 };
 
 namespace fastcgi {
@@ -54,12 +61,19 @@ struct HeadCheck {
     Verdict verdict = Verdict::incomplete;
     size_t head_length = 0;  // ready: the bytes through the empty FCGI_PARAMS record
     bool whole = false;      // ready: the request body has ended too (the empty FCGI_STDIN record)
+    std::string body;        // ready: the body's whole records so far, unless body_too_large
+    bool body_too_large = false;  // ready: the body passed max_body (`body` is then empty)
     std::string reason;      // refused: why, for the log (never the peer's bytes)
     std::string answer;      // refused: the records the FastCGI spec asks for in reply, if any
 };
 
+// The largest request body kept for a route (a publish is one event, not an upload).
+constexpr size_t max_body = 64 * 1024;
+
 // `max_conns` is what an FCGI_GET_VALUES query is told for FCGI_MAX_CONNS and FCGI_MAX_REQS.
-HeadCheck check_head(std::string_view bytes, size_t max_conns);
+// The body is checked as the head is (its records: FCGI_STDIN of the same request, padding
+// skipped) and kept up to `body_limit` bytes.
+HeadCheck check_head(std::string_view bytes, size_t max_conns, size_t body_limit = max_body);
 
 // Lets libfcgi read the request head from `fd`, which must already hold all of it, checked
 // (check_head said ready), so that libfcgi's blocking reads return at once. Returns the connection

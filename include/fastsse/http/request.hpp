@@ -16,6 +16,8 @@ struct Request {
     std::string query;          // QUERY_STRING
     std::optional<std::string> accept;         // HTTP_ACCEPT
     std::optional<std::string> last_event_id;  // HTTP_LAST_EVENT_ID
+    std::string content_type;                  // CONTENT_TYPE, empty without a body
+    std::string content_length;                // CONTENT_LENGTH as sent, empty without a body
     std::map<std::string, std::string, std::less<>> fastsse;  // FASTSSE_* params: FASTSSE_INTERVAL is "interval"
 };
 

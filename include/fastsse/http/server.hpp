@@ -1,44 +1,43 @@
 #pragma once
-// The server: takes each request from the Acceptor, routes it to its producer or answers it with an
-// error, keeps the streams, sends heartbeats, and shuts down on SIGTERM/SIGINT. All on one thread.
+// The server: hands each request from the Acceptor to its route, keeps the open streams, sweeps them
+// (heartbeats, stalled clients), and shuts down on SIGTERM/SIGINT. All on one thread.
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include "fastsse/fastcgi/acceptor.hpp"
-#include "fastsse/loop/event_loop.hpp"
-#include "fastsse/fastcgi/records.hpp"
-#include "fastsse/producers/producer.hpp"
 #include "fastsse/config/settings.hpp"
+#include "fastsse/fastcgi/acceptor.hpp"
+#include "fastsse/fastcgi/records.hpp"
+#include "fastsse/http/router.hpp"
 #include "fastsse/http/stream.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/loop/signals.hpp"
 
 namespace fastsse {
 
-class Server final : private StreamOwner {
+class Server final : public Streams, private StreamOwner {
 public:
     // SIGTERM and SIGINT must already be blocked in every thread: the server reads them from a signalfd.
-    Server(EventLoop& loop, const Registry& registry, const Settings& settings, int listen_fd);
+    Server(EventLoop& loop, Router& routes, const Settings& settings, int listen_fd);
     ~Server();
     // Serves until SIGTERM/SIGINT, then ends every stream cleanly and returns.
     void run();
 
-private:
-    class Signals;
+    // Streams
+    void check_room() const override;
+    Stream& open(Connection connection, const StreamLimits& limits, std::string what) override;
 
-    void on_connection(Connection connection);
-    void serve(Connection& connection);
+private:
     void retire(Stream& stream) noexcept override;
     std::vector<Stream*> snapshot() const;
     void sweep();
     void shut_down();
 
     EventLoop& loop_;
-    const Registry& registry_;
+    Router& routes_;
     Settings settings_;
     int listen_fd_;
-    std::string default_heartbeat_, default_retry_;
-    std::vector<OptionSpec> stream_options_;  // stream_options_table() with the settings as defaults
 
     std::unordered_map<uint64_t, std::unique_ptr<Stream>> streams_;
     uint64_t next_stream_id_ = 1;

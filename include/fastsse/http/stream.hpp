@@ -48,12 +48,6 @@ constexpr std::string_view event_stream_headers =
     "Cache-Control: no-cache\r\n"
     "X-Accel-Buffering: no\r\n";  // nginx then never buffers, even where fastcgi_buffering is on
 
-// A short complete response: CGI headers and body, written at once, then the connection closed.
-void send_response(Connection& connection, int status, std::string_view extra_headers, std::string_view body);
-std::string_view status_text(int status);
-// The one place an error becomes HTTP: its status, its headers (Retry-After, Allow), its reason.
-void send_error(Connection& connection, const RequestError& error);
-
 class Stream final : public Sink, public IoHandler {
 public:
     Stream(EventLoop& loop, StreamOwner& owner, uint64_t id, Connection connection, StreamLimits limits,

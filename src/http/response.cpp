@@ -1,0 +1,46 @@
+#include "fastsse/http/response.hpp"
+
+#include <fmt/format.h>
+#include <sys/socket.h>
+
+#include <string>
+
+namespace fastsse {
+
+std::string_view status_text(int status) {
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 413: return "Content Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+void send_response(Connection& c, int status, std::string_view extra_headers, std::string_view body) {
+    std::string cgi = fmt::format("Status: {} {}\r\n{}", status, status_text(status), extra_headers);
+    if (!body.empty()) cgi += "Content-Type: text/plain; charset=utf-8\r\n";
+    cgi += "\r\n";
+    cgi += body;
+    std::string out;
+    fastcgi::append_stdout(out, c.request_id, cgi);
+    fastcgi::append_end(out, c.request_id);
+    c.headers_sent = true;
+    // A fresh connection's send buffer is empty and this is well under a kilobyte: one write.
+    [[maybe_unused]] auto n = ::send(c.fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    fastcgi::drain_input(c.fd.get());
+    c.fd.reset();
+}
+
+void send_error(Connection& c, const RequestError& error) {
+    std::string headers;
+    if (error.retry_after) headers += fmt::format("Retry-After: {}\r\n", error.retry_after->count());
+    if (!error.allow.empty()) headers += fmt::format("Allow: {}\r\n", error.allow);
+    send_response(c, error.status, headers, std::string(error.what()) + "\n");
+}
+
+}  // namespace fastsse

@@ -1,0 +1,84 @@
+#include "fastsse/http/stream_route.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <span>
+
+#include "fastsse/http/response.hpp"
+#include "fastsse/http/stream.hpp"
+
+namespace fastsse {
+
+StreamRoute::StreamRoute(const Registry& registry, const Settings& settings)
+    : registry_(registry), settings_(settings),
+      default_heartbeat_(std::to_string(settings.limits.heartbeat.count())),
+      default_retry_(std::to_string(settings.retry.count())) {
+    for (auto spec : stream_options_table()) {
+        spec.default_value = spec.name == "heartbeat" ? default_heartbeat_ : default_retry_;
+        stream_options_.push_back(spec);
+    }
+}
+
+void StreamRoute::handle(Connection& c, Streams& streams) {
+    const auto& r = c.request;
+    if (r.method != "GET" && r.method != "HEAD")
+        throw RequestError::method_not_allowed(
+            fmt::format("Method {} is not allowed: an event stream is read with GET.", r.method), "GET, HEAD");
+    auto it = r.fastsse.find("producer");
+    if (it == r.fastsse.end())
+        throw RequestError(404, "No event stream here: this location sets no FASTSSE_PRODUCER.");
+    auto* producer = registry_.find(it->second);
+    if (!producer) throw RequestError(404, fmt::format("No event stream here: no producer named '{}'.", it->second));
+    if (!accepts_event_stream(r.accept))
+        throw RequestError(406, "You must send a request with \"Accept: text/event-stream\".");
+    streams.check_room();
+
+    // An admin's mistake in the location, not the client's: 500, with the param named.
+    auto producer_name = it->second;
+    auto bad_param = [&](const OptionError& e) {
+        return RequestError(500, fmt::format("Bad FastCGI param for producer {}: {}", producer_name, e.what()));
+    };
+    auto given = r.fastsse;
+    given.erase("producer");
+    OptionValues options;
+    try {
+        options = parse_options(std::array{std::span<const OptionSpec>(stream_options_), producer->options()}, given,
+                                true);
+    } catch (const OptionError& e) {
+        throw bad_param(e);
+    }
+
+    auto last_id = last_event_id(r);
+    auto query = r.query;  // c, and r with it, moves into the stream below
+    StreamStart start{last_id, query, options, std::chrono::milliseconds(options.integer("retry"))};
+    if (r.method == "HEAD") {
+        // The same answer as GET would get, without starting anything.
+        try {
+            producer->check(start);
+        } catch (const OptionError& e) {
+            throw bad_param(e);
+        }
+        return send_response(c, 200, event_stream_headers, {});
+    }
+
+    StreamLimits limits = settings_.limits;
+    limits.heartbeat = std::chrono::seconds(options.integer("heartbeat"));
+    limits.retry = start.retry;
+    auto what = fmt::format("producer={} uri={}{}", producer_name, r.uri,
+                            last_id.empty() ? std::string() : fmt::format(" last-event-id={}", last_id));
+    auto& stream = streams.open(std::move(c), limits, std::move(what));
+    // The connection is the stream's now: it answers an error itself, with the same send_error.
+    try {
+        stream.begin(producer->open(stream, start));
+    } catch (const RequestError& e) {
+        stream.reject(e);
+    } catch (const OptionError& e) {
+        stream.reject(bad_param(e));
+    } catch (const std::exception& e) {
+        spdlog::error("stream {}: producer {} failed to start: {}", stream.id(), producer_name, e.what());
+        stream.reject(RequestError(500, fmt::format("The producer failed to start: {}", e.what())));
+    }
+}
+
+}  // namespace fastsse

@@ -1,0 +1,296 @@
+// Routing over a socketpair: a request is built as the Acceptor hands it on (a Connection whose fd is
+// one end of a socketpair, and its Request), dispatched through the Router as the Server does, and
+// the FastCGI records of the answer are read from the other end. Every error answer is written
+// before dispatch() returns: no loop needs to run, each case takes microseconds.
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "fastsse/config/settings.hpp"
+#include "fastsse/fastcgi/records.hpp"
+#include "fastsse/http/response.hpp"
+#include "fastsse/http/router.hpp"
+#include "fastsse/http/server.hpp"
+#include "fastsse/http/stream_route.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/producers/clock.hpp"
+#include "support.hpp"
+
+using namespace std::string_literals;
+using fastsse::Connection;
+using fastsse::Request;
+using fastsse::UniqueFd;
+
+namespace {
+
+// What the web server's end of the connection received.
+struct Answer {
+    std::string stdout_text;  // the FCGI_STDOUT content, records joined
+    int stdout_records = 0;
+    bool end_of_stdout = false;  // the empty FCGI_STDOUT record
+    bool end_request = false;    // FCGI_END_REQUEST, REQUEST_COMPLETE
+    bool closed = false;         // the connection was closed after
+    std::vector<unsigned> request_ids;
+
+    // "Status: 404 Not Found", the first line.
+    std::string status() const { return stdout_text.substr(0, stdout_text.find("\r\n")); }
+    std::string headers() const { return stdout_text.substr(0, stdout_text.find("\r\n\r\n") + 4); }
+    std::string body() const { return stdout_text.substr(stdout_text.find("\r\n\r\n") + 4); }
+};
+
+Answer read_answer(fastsse_test::Peer& peer) {
+    Answer a;
+    for (auto& r : peer.records()) {
+        a.request_ids.push_back(r.request_id);
+        if (r.type == fastsse_test::type_stdout && !r.content.empty()) {
+            CHECK_FALSE(a.end_of_stdout);
+            a.stdout_text += r.content;
+            ++a.stdout_records;
+        } else if (r.type == fastsse_test::type_stdout) {
+            a.end_of_stdout = true;
+        } else {
+            CHECK(r.type == fastsse_test::type_end_request);
+            CHECK(r.content == std::string(8, '\0'));
+            a.end_request = true;
+        }
+    }
+    CHECK(peer.buf.empty());  // whole records only
+    a.closed = peer.eof;
+    return a;
+}
+
+// A producer whose open() fails as a bug would.
+struct FailingProducer final : fastsse::Producer {
+    std::span<const fastsse::OptionSpec> options() const override { return {}; }
+    std::unique_ptr<fastsse::Subscription> open(fastsse::Sink&, const fastsse::StreamStart&) override {
+        throw std::runtime_error("no such file");
+    }
+};
+
+// Test-only endpoints: one that throws (a bug in a route), one that throws after its headers left,
+// one that answers with the request body.
+struct ThrowingRoute final : fastsse::Route {
+    void handle(Connection&, fastsse::Streams&) override { throw std::runtime_error("the route broke"); }
+};
+
+struct LateThrowingRoute final : fastsse::Route {
+    void handle(Connection& c, fastsse::Streams&) override {
+        std::string out;
+        fastsse::fastcgi::append_stdout(out, c.request_id, "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nhalf");
+        REQUIRE(::send(c.fd.get(), out.data(), out.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(out.size()));
+        c.headers_sent = true;
+        throw std::runtime_error("failed half way");
+    }
+};
+
+struct EchoRoute final : fastsse::Route {
+    void handle(Connection& c, fastsse::Streams&) override {
+        const auto& body = fastsse::request_body(c);
+        fastsse::send_response(c, 200, fmt::format("X-Content-Type: {}\r\n", c.request.content_type), body);
+    }
+};
+
+// The program as main() assembles it (the clock, the stream route, a Server keeping the streams),
+// with test producers and endpoints besides.
+struct Fixture {
+    fastsse_test::LogCapture log;
+    fastsse::EventLoop loop;
+    fastsse::Registry registry;
+    fastsse::Settings settings;
+    fastsse::Router routes;
+    std::unique_ptr<fastsse::Server> server;
+    std::vector<fastsse_test::Peer> peers;  // the web server's ends, kept open as a web server would
+
+    explicit Fixture(size_t max_streams = 10) {
+        registry.add("clock", std::make_unique<fastsse::ClockProducer>(loop));
+        registry.add("failing", std::make_unique<FailingProducer>());
+        settings.max_streams = max_streams;
+        routes.add_producer_route(std::make_unique<fastsse::StreamRoute>(registry, settings));
+        routes.add_endpoint("throws", std::make_unique<ThrowingRoute>());
+        routes.add_endpoint("late", std::make_unique<LateThrowingRoute>());
+        routes.add_endpoint("echo", std::make_unique<EchoRoute>());
+        server = std::make_unique<fastsse::Server>(loop, routes, settings, -1);
+    }
+    ~Fixture() { server.reset(); }  // the streams end before the producers they use
+
+    // Dispatches `request` on a fresh connection, as the Server does with what the Acceptor hands on.
+    Answer send(Request request, std::string body = {}, bool body_whole = true) {
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+        fastsse_test::Peer peer;
+        peer.fd = UniqueFd(fds[1]);
+        ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+        Connection c;
+        c.fd = UniqueFd(fds[0]);
+        c.request_id = 0x0102;
+        c.request = std::move(request);
+        c.body = std::move(body);
+        c.body_whole = body_whole;
+        routes.dispatch(std::move(c), *server);
+        auto answer = read_answer(peer);
+        for (auto id : answer.request_ids) CHECK(id == 0x0102);
+        peers.push_back(std::move(peer));
+        return answer;
+    }
+};
+
+Request request(std::string method, std::map<std::string, std::string, std::less<>> fastsse_params,
+                std::optional<std::string> accept = "text/event-stream") {
+    Request r;
+    r.method = std::move(method);
+    r.uri = "/events/test";
+    r.accept = std::move(accept);
+    r.fastsse = std::move(fastsse_params);
+    return r;
+}
+
+// A complete short error answer: status, headers, one line of text, the end of the request, closed.
+void check_error(const Answer& a, const std::string& status_line, const std::string& reason,
+                 const std::string& extra_headers = {}) {
+    CHECK(a.stdout_text == status_line + "\r\n" + extra_headers + "Content-Type: text/plain; charset=utf-8\r\n\r\n" +
+                               reason + "\n");
+    CHECK(a.end_of_stdout);
+    CHECK(a.end_request);
+    CHECK(a.closed);
+}
+
+const std::string event_stream_headers =
+    "Status: 200 OK\r\n"
+    "Content-Type: text/event-stream; charset=utf-8\r\n"
+    "Cache-Control: no-cache\r\n"
+    "X-Accel-Buffering: no\r\n"
+    "\r\n";
+
+}  // namespace
+
+TEST_CASE("routing: 404 where no route or no producer answers") {
+    Fixture f;
+    SUBCASE("a location with neither FASTSSE_PRODUCER nor FASTSSE_ENDPOINT") {
+        check_error(f.send(request("GET", {})), "Status: 404 Not Found",
+                    "No event stream here: this location sets no FASTSSE_PRODUCER.");
+        // Whatever the method: no route, nothing to allow.
+        check_error(f.send(request("POST", {})), "Status: 404 Not Found",
+                    "No event stream here: this location sets no FASTSSE_PRODUCER.");
+    }
+    SUBCASE("a producer nobody registered") {
+        check_error(f.send(request("GET", {{"producer", "nope"}})), "Status: 404 Not Found",
+                    "No event stream here: no producer named 'nope'.");
+    }
+    SUBCASE("an endpoint nobody registered") {
+        check_error(f.send(request("GET", {{"endpoint", "metricz"}})), "Status: 404 Not Found",
+                    "Nothing here: no endpoint named 'metricz'.");
+    }
+    CHECK(f.log.text().find("GET /events/test: 404 ") != std::string::npos);
+}
+
+TEST_CASE("routing: 405 for a method a stream does not take, with Allow") {
+    Fixture f;
+    for (auto method : {"POST", "PUT", "DELETE"}) {
+        CAPTURE(method);
+        check_error(f.send(request(method, {{"producer", "clock"}}), "x=1"), "Status: 405 Method Not Allowed",
+                    fmt::format("Method {} is not allowed: an event stream is read with GET.", method),
+                    "Allow: GET, HEAD\r\n");
+    }
+    // The method is checked first, before the producer is looked up.
+    check_error(f.send(request("POST", {{"producer", "nope"}})), "Status: 405 Method Not Allowed",
+                "Method POST is not allowed: an event stream is read with GET.", "Allow: GET, HEAD\r\n");
+}
+
+TEST_CASE("routing: 406 without Accept: text/event-stream") {
+    Fixture f;
+    for (auto accept : {"application/json", "text/event-stream;q=0", "text/html, */*;q=0"}) {
+        CAPTURE(accept);
+        check_error(f.send(request("GET", {{"producer", "clock"}}, accept)), "Status: 406 Not Acceptable",
+                    "You must send a request with \"Accept: text/event-stream\".");
+    }
+}
+
+TEST_CASE("routing: 500 for an admin's bad param or a bug, with the reason") {
+    Fixture f;
+    SUBCASE("a bad FASTSSE_ value") {
+        auto a = f.send(request("GET", {{"producer", "clock"}, {"interval", "soon"}}));
+        CHECK(a.status() == "Status: 500 Internal Server Error");
+        CHECK(a.body().starts_with("Bad FastCGI param for producer clock: FASTSSE_INTERVAL"));
+        CHECK(a.end_request);
+    }
+    SUBCASE("a FASTSSE_ param no table knows") {
+        auto a = f.send(request("HEAD", {{"producer", "clock"}, {"intervall", "5"}}));
+        CHECK(a.status() == "Status: 500 Internal Server Error");
+        CHECK(a.body().starts_with("Bad FastCGI param for producer clock: "));
+        CHECK(a.body().find("FASTSSE_INTERVALL") != std::string::npos);
+    }
+    SUBCASE("a route that throws std::runtime_error") {
+        check_error(f.send(request("GET", {{"endpoint", "throws"}})), "Status: 500 Internal Server Error",
+                    "the route broke");
+        CHECK(f.log.text().find("GET /events/test: the route broke") != std::string::npos);
+    }
+    SUBCASE("a producer that throws as it starts: the stream answers, with the same one-line reason") {
+        check_error(f.send(request("GET", {{"producer", "failing"}})), "Status: 500 Internal Server Error",
+                    "The producer failed to start: no such file");
+        CHECK(f.log.text().find("stream 1 refused: 500 Internal Server Error") != std::string::npos);
+    }
+}
+
+TEST_CASE("routing: 503 with Retry-After once max_streams are open") {
+    Fixture f(1);
+    auto open = f.send(request("GET", {{"producer", "clock"}}));
+    CHECK(open.headers() == event_stream_headers);
+    CHECK_FALSE(open.end_request);
+    CHECK_FALSE(open.closed);
+
+    check_error(f.send(request("GET", {{"producer", "clock"}})), "Status: 503 Service Unavailable",
+                "Too many open streams (1).", "Retry-After: 5\r\n");
+    // What is not a stream is still answered as before: the limit counts streams only.
+    CHECK(f.send(request("HEAD", {{"producer", "clock"}})).status() == "Status: 503 Service Unavailable");
+    CHECK(f.send(request("GET", {{"producer", "nope"}})).status() == "Status: 404 Not Found");
+}
+
+TEST_CASE("routing: a stream, and the answer to HEAD") {
+    Fixture f;
+    auto head = f.send(request("HEAD", {{"producer", "clock"}, {"interval", "250"}}));
+    CHECK(head.stdout_text == event_stream_headers);
+    CHECK(head.end_request);
+    CHECK(head.closed);
+
+    auto get = f.send(request("GET", {{"producer", "clock"}, {"interval", "250"}}));
+    CHECK(get.headers() == event_stream_headers);
+    CHECK(get.body().starts_with(":"));  // the opening comment
+    CHECK_FALSE(get.end_request);
+    CHECK(f.log.text().find("stream 1 opened: producer=clock uri=/events/test") != std::string::npos);
+}
+
+TEST_CASE("routing: an exception after the headers left closes the connection, with no second status") {
+    Fixture f;
+    auto a = f.send(request("GET", {{"endpoint", "late"}}));
+    CHECK(a.stdout_text == "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nhalf");
+    CHECK(a.stdout_records == 1);
+    // No end of the response: the web server sees it cut short, and passes that on.
+    CHECK_FALSE(a.end_of_stdout);
+    CHECK_FALSE(a.end_request);
+    CHECK(a.closed);
+    CHECK(f.log.text().find("GET /events/test: failed half way") != std::string::npos);
+}
+
+TEST_CASE("routing: a route reads the request body; 413 when it did not fit") {
+    Fixture f;
+    auto r = request("POST", {{"endpoint", "echo"}});
+    r.content_type = "application/json";
+    auto a = f.send(r, "{\"data\":1}");
+    CHECK(a.stdout_text ==
+          "Status: 200 OK\r\nX-Content-Type: application/json\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+          "{\"data\":1}");
+    check_error(f.send(r, "", false), "Status: 413 Content Too Large",
+                "The request body is too large: fastsse takes up to 65536 bytes.");
+}
+
+TEST_CASE("Router: an endpoint name given twice is refused where the program is assembled") {
+    fastsse::Router routes;
+    routes.add_endpoint("metrics", std::make_unique<ThrowingRoute>());
+    CHECK_THROWS_AS(routes.add_endpoint("metrics", std::make_unique<ThrowingRoute>()), std::logic_error);
+}
