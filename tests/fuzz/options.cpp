@@ -84,6 +84,8 @@ bool fits(const OptionSpec& spec, std::string_view value) {
             start = bar + 1;
         }
     }
+    case OptionSpec::Kind::octal:
+        return !value.empty() && value.size() <= 4 && value.find_first_not_of("01234567") == std::string_view::npos;
     case OptionSpec::Kind::text: return true;
     }
     return false;
