@@ -95,10 +95,12 @@ std::string describe(std::span<const OptionSpec> table, bool as_params) {
         case OptionSpec::Kind::octal: kind = "octal"; break;
         }
         auto name = as_params ? param_name(spec.name) : std::string(spec.name);
-        // No default: a text option must be given; an integer one takes the process setting of its name.
-        auto default_value = !spec.default_value.empty()             ? fmt::format("'{}'", spec.default_value)
-                             : spec.kind == OptionSpec::Kind::text ? std::string("none, required")
-                                                                   : fmt::format("the {} setting", spec.name);
+        // A location's override starts from the process setting; a text option without a default
+        // must be given.
+        auto default_value = as_params && spec.location ? fmt::format("the {} setting", spec.name)
+                             : spec.default_value.empty() && spec.kind == OptionSpec::Kind::text
+                                 ? std::string("none, required")
+                                 : fmt::format("'{}'", spec.default_value);
         fmt::format_to(std::back_inserter(out), "  {:<18} {}; default {}: {}\n", name, kind, default_value, spec.help);
     }
     return out;

@@ -13,39 +13,11 @@ namespace fastsse {
 
 namespace {
 
-using Kind = OptionSpec::Kind;
-
-constexpr OptionSpec settings_specs[] = {
-    {"listen", Kind::text, "", 0, 0, {}, {},
-     "unix:PATH or HOST:PORT; empty: the socket systemd passes (LISTEN_FDS), else the one on fd 0 (spawn-fcgi, mod_fcgid)"},
-    {"socket_mode", Kind::text, "0660", 0, 0, {}, {}, "permissions of a unix socket, in octal"},
-    {"heartbeat", Kind::integer, "15", 1, 3600, {}, "s", "a comment on idle streams this often (FASTSSE_HEARTBEAT)"},
-    {"retry", Kind::integer, "3000", 0, 86'400'000, {}, "ms",
-     "retry: hint sent when the server ends a stream (FASTSSE_RETRY)"},
-    {"max_streams", Kind::integer, "15000", 1, 1'000'000, {}, {}, "open streams at most; beyond, 503 with Retry-After"},
-    {"stream_buffer", Kind::integer, "262144", 4096, 64 * 1024 * 1024, {}, "bytes",
-     "output queued for one slow client before it is dropped"},
-    {"write_timeout", Kind::integer, "30", 1, 3600, {}, "s", "a client that takes no output for this long is dropped"},
-    {"log_level", Kind::choice, "info", 0, 0, "debug|info|warn|error", {}, "least important log lines shown"},
-};
-
-constexpr OptionSpec stream_specs[] = {
-    // No default of their own: the server fills in the process's heartbeat and retry settings.
-    {"heartbeat", Kind::integer, "", 1, 3600, {}, "s", "a comment on this location's idle streams this often"},
-    {"retry", Kind::integer, "", 0, 86'400'000, {}, "ms", "retry: hint when the server ends one of its streams"},
-};
-
 std::string flag_name(std::string_view name) {
     std::string flag(name);
     for (auto& c : flag)
         if (c == '_') c = '-';
     return flag;
-}
-
-std::string octal_ok(std::string_view s) {
-    if (s.empty() || s.size() > 4 || s.find_first_not_of("01234567") != std::string_view::npos)
-        return fmt::format("socket_mode: expected octal permissions such as 0660, got '{}'", s);
-    return {};
 }
 
 int line_of(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
@@ -145,7 +117,7 @@ CommandSpec read_command(const std::string& name, const toml::table& table, cons
     for (const auto& var : spec.pass_env)
         if (const char* value = std::getenv(var.c_str())) spec.env[var] = value;
     try {
-        apply_command_settings(spec, parse_options(std::array{command_settings_table()}, given));
+        command_settings().load(spec, given);
     } catch (const OptionError& e) {
         // Name the line of the offending key when there is one.
         std::string_view message = e.what();
@@ -185,9 +157,8 @@ ConfigFile read_config(const std::string& path) {
             }
             continue;
         }
-        bool known = false;
-        for (const auto& spec : settings_specs) known = known || spec.name == key.str();
-        if (!known) throw UsageError(fmt::format("{}:{}: unknown setting '{}'", path, line, key.str()));
+        if (!settings_table().find(key.str()))
+            throw UsageError(fmt::format("{}:{}: unknown setting '{}'", path, line, key.str()));
         auto value = scalar_text(node);
         if (!value) throw UsageError(fmt::format("{}:{}: {}: expected a number or a string", path, line, key.str()));
         out.settings[std::string(key.str())] = {*value, line};
@@ -197,19 +168,50 @@ ConfigFile read_config(const std::string& path) {
 
 }  // namespace
 
-std::span<const OptionSpec> settings_table() { return settings_specs; }
-std::span<const OptionSpec> stream_options_table() { return stream_specs; }
+const SettingTable<StreamLimits>& stream_settings() {
+    using S = StreamLimits;
+    static const SettingTable<StreamLimits> table{
+        per_location(duration("heartbeat", &S::heartbeat, "15", 1, 3600, "a comment on idle streams this often")),
+        per_location(
+            duration("retry", &S::retry, "3000", 0, 86'400'000, "retry: hint sent when the server ends a stream")),
+        integer("stream_buffer", &S::max_buffer, "262144", 4096, 64 * 1024 * 1024, "bytes",
+                "output queued for one slow client before it is dropped"),
+        duration("write_timeout", &S::write_timeout, "30", 1, 3600,
+                 "a client that takes no output for this long is dropped"),
+    };
+    return table;
+}
+
+const SettingTable<Settings>& settings_table() {
+    using S = Settings;
+    static const SettingTable<Settings> table = [] {
+        SettingTable<Settings> t{
+            text("listen", &S::listen, "",
+                 "unix:PATH or HOST:PORT; empty: the socket systemd passes (LISTEN_FDS), else the one on fd 0 "
+                 "(spawn-fcgi, mod_fcgid)"),
+            octal("socket_mode", &S::socket_mode, "0660", "permissions of a unix socket, in octal"),
+        };
+        t.add(&S::limits, stream_settings());
+        t.add(integer("max_streams", &S::max_streams, "15000", 1, 1'000'000, {},
+                      "open streams at most; beyond, 503 with Retry-After"));
+        t.add(choice("log_level", &S::log_level, "info", "debug|info|warn|error", "least important log lines shown"));
+        return t;
+    }();
+    return table;
+}
 
 std::optional<Settings> load_settings(int argc, char** argv, const Registry& registry) {
+    const auto& table = settings_table();
     CLI::App app{"fastsse: Server-Sent Events over FastCGI, behind nginx or Apache", "fastsse"};
     app.set_version_flag("--version", std::string("fastsse ") + FASTSSE_VERSION);
     std::string config_path;
     app.add_option("--config", config_path, "TOML file with any of the settings below (flags win)");
     std::map<std::string, std::string, std::less<>> flags;
-    for (const auto& spec : settings_specs) {
-        auto help = fmt::format("{} [default: '{}'{}{}]", spec.help, spec.default_value,
-                                spec.kind == Kind::choice ? ", one of " : "",
-                                spec.kind == Kind::choice ? spec.choices : "");
+    for (const auto& spec : table.specs()) {
+        auto help = fmt::format("{}{} [default: '{}'{}{}]", spec.help,
+                                spec.location ? fmt::format(" ({})", param_name(spec.name)) : "", spec.default_value,
+                                spec.kind == OptionSpec::Kind::choice ? ", one of " : "",
+                                spec.kind == OptionSpec::Kind::choice ? spec.choices : "");
         app.add_option("--" + flag_name(spec.name), flags[std::string(spec.name)], help);
     }
     std::string footer = "Per-location options, set in nginx as fastcgi_param FASTSSE_<NAME> value;\n"
@@ -217,7 +219,7 @@ std::optional<Settings> load_settings(int argc, char** argv, const Registry& reg
                          "FASTSSE_PRODUCER picks the producer (" ;
     auto names = registry.names();
     for (size_t i = 0; i < names.size(); ++i) footer += (i ? ", " : "") + names[i];
-    footer += ").\nEvery location:\n" + describe(stream_specs, true);
+    footer += ").\nEvery location:\n" + describe(table.overridable(), true);
     for (const auto& [name, producer] : registry.all())
         footer += fmt::format("Producer {}:\n{}", name, describe(producer->options(), true));
     footer += "\nCommands, declared in the config file as [commands.NAME]:\n"
@@ -229,7 +231,7 @@ std::optional<Settings> load_settings(int argc, char** argv, const Registry& reg
               "  shared             boolean; default false: one run for every viewer of the same argv\n"
               "  params.P           table: pattern (POSIX ERE, whole value) or values (list), default,\n"
               "                     max_length (256), allow_leading_dash (false)\n" +
-              describe(command_settings_table(), false);
+              describe(command_settings().specs(), false);
     app.footer(footer);
 
     try {
@@ -244,44 +246,28 @@ std::optional<Settings> load_settings(int argc, char** argv, const Registry& reg
         throw UsageError(fmt::format("{} (see fastsse --help)", e.what()));
     }
 
-    std::map<std::string, std::string, std::less<>> given;
-    std::map<std::string, std::string, std::less<>> where;  // setting -> "file:line" or "--flag"
+    // Each given value, and where it was given: "file:line" or "--flag". Flags win.
+    std::map<std::string, std::pair<std::string, std::string>, std::less<>> given;
     ConfigFile config;
     if (!config_path.empty()) {
         config = read_config(config_path);
-        for (auto& [name, value_line] : config.settings) {
-            given[name] = value_line.first;
-            where[name] = fmt::format("{}:{}", config_path, value_line.second);
-        }
+        for (auto& [name, value_line] : config.settings)
+            given[name] = {value_line.first, fmt::format("{}:{}", config_path, value_line.second)};
     }
-    for (auto& [name, value] : flags) {
-        if (app.count("--" + flag_name(name)) == 0) continue;
-        given[name] = value;
-        where[name] = "--" + flag_name(name);
-    }
-    for (const auto& spec : settings_specs) {
+    for (auto& [name, value] : flags)
+        if (app.count("--" + flag_name(name)) > 0) given[name] = {value, "--" + flag_name(name)};
+
+    Settings s;
+    table.set_defaults(s);
+    for (const auto& spec : table.specs()) {
         auto it = given.find(spec.name);
         if (it == given.end()) continue;
         try {
-            check_option(spec, it->second);
+            table.set(s, spec.name, it->second.first);
         } catch (const OptionError& e) {
-            throw UsageError(fmt::format("{}: {}", where[std::string(spec.name)], e.what()));
+            throw UsageError(fmt::format("{}: {}", it->second.second, e.what()));
         }
-        if (spec.name == "socket_mode")
-            if (auto problem = octal_ok(it->second); !problem.empty())
-                throw UsageError(fmt::format("{}: {}", where[std::string(spec.name)], problem));
     }
-    auto values = parse_options(std::array{std::span<const OptionSpec>(settings_specs)}, given);
-
-    Settings s;
-    s.listen = values.text("listen");
-    s.socket_mode = static_cast<unsigned>(std::stoul(values.text("socket_mode"), nullptr, 8));
-    s.limits.heartbeat = std::chrono::seconds(values.integer("heartbeat"));
-    s.limits.max_buffer = static_cast<size_t>(values.integer("stream_buffer"));
-    s.limits.write_timeout = std::chrono::seconds(values.integer("write_timeout"));
-    s.retry = std::chrono::milliseconds(values.integer("retry"));
-    s.max_streams = static_cast<size_t>(values.integer("max_streams"));
-    s.log_level = values.text("log_level");
     s.commands = std::move(config.commands);
     return s;
 }

@@ -46,14 +46,7 @@ private:
 };
 
 Server::Server(EventLoop& loop, const Registry& registry, const Settings& settings, int listen_fd)
-    : loop_(loop), registry_(registry), settings_(settings), listen_fd_(listen_fd),
-      default_heartbeat_(std::to_string(settings.limits.heartbeat.count())),
-      default_retry_(std::to_string(settings.retry.count())) {
-    for (auto spec : stream_options_table()) {
-        spec.default_value = spec.name == "heartbeat" ? default_heartbeat_ : default_retry_;
-        stream_options_.push_back(spec);
-    }
-}
+    : loop_(loop), registry_(registry), settings_(settings), listen_fd_(listen_fd) {}
 
 Server::~Server() = default;
 
@@ -112,17 +105,18 @@ void Server::serve(Connection& c) {
     };
     auto given = r.fastsse;
     given.erase("producer");
+    StreamLimits limits = settings_.limits;
     OptionValues options;
     try {
-        options = parse_options(std::array{std::span<const OptionSpec>(stream_options_), producer->options()}, given,
-                                true);
+        stream_settings().override_from(limits, given);  // FASTSSE_HEARTBEAT, FASTSSE_RETRY
+        options = parse_options(std::array{producer->options()}, given, true);
     } catch (const OptionError& e) {
         throw bad_param(e);
     }
 
     auto last_id = last_event_id(r);
     auto query = r.query;  // c, and r with it, moves into the stream below
-    StreamStart start{last_id, query, options, std::chrono::milliseconds(options.integer("retry"))};
+    StreamStart start{last_id, query, options, limits.retry};
     if (r.method == "HEAD") {
         // The same answer as GET would get, without starting anything.
         try {
@@ -133,9 +127,6 @@ void Server::serve(Connection& c) {
         return send_response(c, 200, event_stream_headers, {});
     }
 
-    StreamLimits limits = settings_.limits;
-    limits.heartbeat = std::chrono::seconds(options.integer("heartbeat"));
-    limits.retry = start.retry;
     auto id = next_stream_id_++;
     auto what = fmt::format("producer={} uri={}{}", producer_name, r.uri,
                             last_id.empty() ? std::string() : fmt::format(" last-event-id={}", last_id));

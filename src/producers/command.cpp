@@ -20,22 +20,6 @@ namespace {
 
 using Kind = OptionSpec::Kind;
 
-constexpr OptionSpec command_settings[] = {
-    {"time_limit", Kind::integer, "0", 0, 86400 * 365, {}, "s", "the run is ended after this long (0: never)"},
-    {"output_limit", Kind::integer, "16777216", 0, 1LL << 40, {}, "bytes",
-     "the run is ended once its stdout and stderr pass this (0: never)"},
-    {"max_running", Kind::integer, "4", 1, 100000, {}, {}, "runs at once; beyond, 503 with Retry-After"},
-    {"stdout_event", Kind::text, "stdout", 0, 0, {}, {}, "event name of a stdout line"},
-    {"stderr_event", Kind::text, "stderr", 0, 0, {}, {}, "event name of a stderr line"},
-    {"retry", Kind::integer, "60000", 0, 86'400'000, {}, "ms",
-     "retry: hint after the exit event, so that the browser does not run the command again at once"},
-    {"grace", Kind::integer, "2000", 0, 60'000, {}, "ms", "from SIGTERM to SIGKILL when a run is ended"},
-    {"max_line", Kind::integer, "16384", 64, 16 << 20, {}, "bytes", "longer lines are sent in pieces of this size"},
-    {"quiet", Kind::integer, "200", 10, 60'000, {}, "ms", "a line without its newline is sent after this silence"},
-    {"replay", Kind::integer, "100", 0, 1'000'000, {}, "lines", "shared: lines kept for late joiners and reconnects"},
-    {"linger", Kind::integer, "10", 0, 86400, {}, "s", "shared: the run goes on this long after its last viewer left"},
-};
-
 constexpr OptionSpec producer_options[] = {
     {"command", Kind::text, "", 0, 0, {}, {}, "name of the command, as declared in the config file's [commands.NAME]"},
 };
@@ -107,20 +91,26 @@ ParamPattern::ParamPattern(std::string source) : source_(std::move(source)) {
 
 bool ParamPattern::matches(const std::string& value) const { return compiled_ && compiled_->matches(value); }
 
-std::span<const OptionSpec> command_settings_table() { return command_settings; }
-
-void apply_command_settings(CommandSpec& s, const OptionValues& v) {
-    s.time_limit = std::chrono::seconds(v.integer("time_limit"));
-    s.output_limit = static_cast<size_t>(v.integer("output_limit"));
-    s.max_running = static_cast<size_t>(v.integer("max_running"));
-    s.stdout_event = v.text("stdout_event");
-    s.stderr_event = v.text("stderr_event");
-    s.retry = std::chrono::milliseconds(v.integer("retry"));
-    s.grace = std::chrono::milliseconds(v.integer("grace"));
-    s.max_line = static_cast<size_t>(v.integer("max_line"));
-    s.quiet = std::chrono::milliseconds(v.integer("quiet"));
-    s.replay = static_cast<size_t>(v.integer("replay"));
-    s.linger = std::chrono::seconds(v.integer("linger"));
+const SettingTable<CommandSpec>& command_settings() {
+    using S = CommandSpec;
+    static const SettingTable<CommandSpec> table{
+        duration("time_limit", &S::time_limit, "0", 0, 86400 * 365, "the run is ended after this long (0: never)"),
+        integer("output_limit", &S::output_limit, "16777216", 0, 1LL << 40, "bytes",
+                "the run is ended once its stdout and stderr pass this (0: never)"),
+        integer("max_running", &S::max_running, "4", 1, 100000, {}, "runs at once; beyond, 503 with Retry-After"),
+        text("stdout_event", &S::stdout_event, "stdout", "event name of a stdout line"),
+        text("stderr_event", &S::stderr_event, "stderr", "event name of a stderr line"),
+        duration("retry", &S::retry, "60000", 0, 86'400'000,
+                 "retry: hint after the exit event, so that the browser does not run the command again at once"),
+        duration("grace", &S::grace, "2000", 0, 60'000, "from SIGTERM to SIGKILL when a run is ended"),
+        integer("max_line", &S::max_line, "16384", 64, 16 << 20, "bytes",
+                "longer lines are sent in pieces of this size"),
+        duration("quiet", &S::quiet, "200", 10, 60'000, "a line without its newline is sent after this silence"),
+        integer("replay", &S::replay, "100", 0, 1'000'000, "lines",
+                "shared: lines kept for late joiners and reconnects"),
+        duration("linger", &S::linger, "10", 0, 86400, "shared: the run goes on this long after its last viewer left"),
+    };
+    return table;
 }
 
 std::string check_command(const CommandSpec& spec) {

@@ -12,6 +12,7 @@
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/config/options.hpp"
 #include "fastsse/producers/clock.hpp"
+#include "fastsse/producers/command.hpp"
 #include "fastsse/config/settings.hpp"
 
 using fastsse::check_option;
@@ -134,12 +135,10 @@ TEST_CASE("parse_options: a bad value names its option") {
 }
 
 TEST_CASE("parse_options: defaults are checked like given values") {
-    // The stream options have no default of their own: the server must fill them in.
-    auto stream = fastsse::stream_options_table();
-    CHECK_THROWS_AS(fastsse::parse_options(one(stream), {}), OptionError);
-    auto v = fastsse::parse_options(one(stream), {{"heartbeat", "15"}, {"retry", "3000"}});
-    CHECK(v.integer("heartbeat") == 15);
-    CHECK(v.integer("retry") == 3000);
+    // An integer without a default must be given.
+    constexpr OptionSpec needed[] = {{"needed", Kind::integer, "", 1, 3600, {}, "s", "no default"}};
+    CHECK_THROWS_AS(fastsse::parse_options(one(needed), {}), OptionError);
+    CHECK(fastsse::parse_options(one(needed), {{"needed", "15"}}).integer("needed") == 15);
 }
 
 TEST_CASE("parse_options: an unknown option is an error naming it") {
@@ -183,7 +182,7 @@ TEST_CASE("describe: one help line per option") {
               "  FASTSSE_OFFSET     -10..10; default '-3': a signed one\n");
     }
     SUBCASE("an option without a default of its own names the setting it comes from") {
-        auto lines = fastsse::describe(fastsse::stream_options_table(), true);
+        auto lines = fastsse::describe(fastsse::settings_table().overridable(), true);
         CHECK(lines.find("  FASTSSE_HEARTBEAT  1..3600 s; default the heartbeat setting: ") == 0);
         CHECK(lines.find("\n  FASTSSE_RETRY      0..86400000 ms; default the retry setting: ") != std::string::npos);
     }
@@ -193,13 +192,13 @@ TEST_CASE("describe: one help line per option") {
 TEST_CASE("every declared default passes its own check") {
     fastsse::EventLoop loop;
     fastsse::ClockProducer clock(loop);
-    for (auto table : {fastsse::settings_table(), clock.options()}) {
+    for (auto table : {fastsse::settings_table().specs(), fastsse::command_settings().specs(), clock.options()}) {
         for (const auto& spec : table) {
             CAPTURE(spec.name);
             CHECK_NOTHROW(check_option(spec, spec.default_value));
         }
     }
-    CHECK_NOTHROW(fastsse::parse_options(one(fastsse::settings_table()), {}));
+    CHECK_NOTHROW(fastsse::parse_options(one(fastsse::settings_table().specs()), {}));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,4 +353,29 @@ TEST_CASE("SettingTable: mistakes in a declaration are found when the table is b
     CHECK_THROWS_AS(T({fastsse::text("s", &Small::s, "", "once"), fastsse::text("s", &Small::s, "", "twice")}),
                     std::logic_error);
     CHECK_NOTHROW(T({fastsse::integer("n", &Small::n, "0", 0, 255, {}, "fits")}));
+}
+
+TEST_CASE("the process settings: each declared once, the stream's among them, a location overrides two") {
+    using namespace std::chrono_literals;
+    std::vector<std::string> names, overridable;
+    for (const auto& spec : fastsse::settings_table().specs()) names.emplace_back(spec.name);
+    for (const auto& spec : fastsse::settings_table().overridable()) overridable.emplace_back(spec.name);
+    CHECK(names == std::vector<std::string>{"listen", "socket_mode", "heartbeat", "retry", "stream_buffer",
+                                            "write_timeout", "max_streams", "log_level"});
+    CHECK(overridable == std::vector<std::string>{"heartbeat", "retry"});
+
+    // A stream's limits as a default StreamLimits has them are the table's defaults.
+    fastsse::StreamLimits from_table;
+    fastsse::stream_settings().set_defaults(from_table);
+    fastsse::StreamLimits plain;
+    CHECK(from_table.heartbeat == plain.heartbeat);
+    CHECK(from_table.retry == plain.retry);
+    CHECK(from_table.max_buffer == plain.max_buffer);
+    CHECK(from_table.write_timeout == plain.write_timeout);
+
+    fastsse::Settings s;
+    fastsse::settings_table().set(s, "heartbeat", "20");
+    fastsse::settings_table().set(s, "stream_buffer", "8192");
+    CHECK(s.limits.heartbeat == 20s);
+    CHECK(s.limits.max_buffer == 8192);
 }

@@ -134,7 +134,7 @@ allow_leading_dash = true
 argv = ["/bin/date", "-u"]
 )");
     auto s = load_config(config);
-    CHECK(s.retry == 1500ms);
+    CHECK(s.limits.retry == 1500ms);
     REQUIRE(s.commands.size() == 2);
     REQUIRE(s.commands.count("ping"));
     const CommandSpec& ping = s.commands.at("ping");
@@ -312,5 +312,44 @@ TEST_CASE("config: a value of the wrong type is not called an unknown option") {
     for (std::string line : {"cwd = 5", "shared = \"yes\"", "params = 1", "env = 2"}) {
         CAPTURE(line);
         CHECK(config_error(dir.write("bad.toml", head + line + "\n")).find("unknown option") == std::string::npos);
+    }
+}
+
+TEST_CASE("config: process settings land in their fields, from the file, then the flags") {
+    TempDir dir;
+    auto path = dir.write("fastsse.toml",
+                          "socket_mode = \"0640\"\nheartbeat = 20\nretry = \"250\"\nstream_buffer = 8192\n"
+                          "write_timeout = 7\nmax_streams = 3\nlog_level = \"warn\"\n");
+    auto s = load({"--config", path, "--max-streams", "4", "--listen", "unix:/tmp/x.sock"});
+    REQUIRE(s);
+    CHECK(s->listen == "unix:/tmp/x.sock");
+    CHECK(s->socket_mode == 0640);
+    CHECK(s->limits.heartbeat == 20s);
+    CHECK(s->limits.retry == 250ms);
+    CHECK(s->limits.max_buffer == 8192);
+    CHECK(s->limits.write_timeout == 7s);
+    CHECK(s->max_streams == 4);  // the flag wins
+    CHECK(s->log_level == "warn");
+
+    SUBCASE("defaults") {
+        auto d = load({});
+        REQUIRE(d);
+        CHECK(d->listen == "");
+        CHECK(d->socket_mode == 0660);
+        CHECK(d->limits.heartbeat == 15s);
+        CHECK(d->limits.retry == 3000ms);
+        CHECK(d->max_streams == 15000);
+        CHECK(d->log_level == "info");
+    }
+    SUBCASE("a bad value names where it was given") {
+        check_error(dir, "\nsocket_mode = \"0999\"\n", 2,
+                    "socket_mode: expected octal permissions such as 0660, got '0999'");
+        check_error(dir, "heartbeat = 0\n", 1, "heartbeat: expected an integer from 1 to 3600 s, got '0'");
+        try {
+            load({"--retry", "-1"});
+            FAIL("no UsageError");
+        } catch (const UsageError& e) {
+            CHECK(std::string(e.what()) == "--retry: retry: expected an integer from 0 to 86400000 ms, got '-1'");
+        }
     }
 }

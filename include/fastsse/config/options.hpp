@@ -62,7 +62,8 @@ OptionValues parse_options(std::span<const std::span<const OptionSpec>> tables, 
 std::string param_name(std::string_view option);
 
 // "  FASTSSE_INTERVAL   10..86400000 ms; default '1000': help" lines for --help and the docs;
-// as_params names options by their FastCGI param, else by their config-file key.
+// as_params names options by their FastCGI param, else by their config-file key. A setting a
+// location overrides is shown, as a param, with "default the NAME setting".
 std::string describe(std::span<const OptionSpec> table, bool as_params);
 
 // The value of an integer (or octal) option that passed check_option.
@@ -136,7 +137,9 @@ Setting<T> choice(std::string_view name, std::string T::*field, std::string_view
 template <class T>
 Setting<T> octal(std::string_view name, unsigned T::*field, std::string_view default_value, std::string_view help) {
     OptionSpec spec{name, OptionSpec::Kind::octal, default_value, 0, 07777, {}, {}, help};
-    return {spec, [field, spec](T& t, std::string_view v) { t.*field = static_cast<unsigned>(checked_integer(spec, v)); }};
+    return {spec, [field, spec](T& t, std::string_view v) {
+                t.*field = static_cast<unsigned>(checked_integer(spec, v));
+            }};
 }
 
 // A setting a location may override with the FastCGI param FASTSSE_<NAME>.

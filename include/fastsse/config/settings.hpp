@@ -1,25 +1,25 @@
 #pragma once
 // The process's settings: one table, read from the config file (TOML) and then the command line.
 #include <chrono>
+#include <map>
 #include <optional>
-#include <span>
 #include <stdexcept>
 #include <string>
 
 #include "fastsse/config/options.hpp"
-#include "fastsse/producers/producer.hpp"
-#include "fastsse/producers/command.hpp"
 #include "fastsse/http/stream.hpp"
+#include "fastsse/producers/command.hpp"
+#include "fastsse/producers/producer.hpp"
 
 namespace fastsse {
 
+// Every field is set from settings_table(), defaults included.
 struct Settings {
-    std::string listen;           // "unix:PATH" or "HOST:PORT"; empty: the listening socket is fd 0
-    unsigned socket_mode = 0660;  // for a unix socket
-    StreamLimits limits;          // heartbeat, stream_buffer, write_timeout
-    std::chrono::milliseconds retry{3000};
-    size_t max_streams = 15000;
-    std::string log_level = "info";
+    std::string listen;        // "unix:PATH" or "HOST:PORT"; empty: the listening socket is fd 0
+    unsigned socket_mode = 0;  // for a unix socket
+    StreamLimits limits;       // stream_settings(): heartbeat and retry (a location may override them), ...
+    size_t max_streams = 0;
+    std::string log_level;
     std::map<std::string, CommandSpec> commands;  // the config file's [commands.NAME] tables
 };
 
@@ -29,9 +29,11 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-std::span<const OptionSpec> settings_table();
-// The per-location stream options (FASTSSE_HEARTBEAT, FASTSSE_RETRY), defaults from the settings.
-std::span<const OptionSpec> stream_options_table();
+// The settings of every stream (heartbeat, retry, stream_buffer, write_timeout); a location may
+// override heartbeat and retry with FASTSSE_HEARTBEAT and FASTSSE_RETRY (override_from()).
+const SettingTable<StreamLimits>& stream_settings();
+// The process settings: flags, and keys of the config file; stream_settings() among them.
+const SettingTable<Settings>& settings_table();
 
 // Parses the command line (and the --config file it names). Returns nullopt after printing
 // --help or --version. Throws UsageError.

@@ -37,8 +37,6 @@ private:
     const Registry& registry_;
     Settings settings_;
     int listen_fd_;
-    std::string default_heartbeat_, default_retry_;
-    std::vector<OptionSpec> stream_options_;  // stream_options_table() with the settings as defaults
 
     std::unordered_map<uint64_t, std::unique_ptr<Stream>> streams_;
     uint64_t next_stream_id_ = 1;

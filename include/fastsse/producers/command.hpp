@@ -58,7 +58,7 @@ struct CommandSpec {
     std::vector<std::string> pass_env;       // names copied from fastsse's own environment
     std::map<std::string, CommandParam> params;
     bool shared = false;
-    // The settings below come from command_settings_table(), with their defaults.
+    // The settings below are command_settings(), which sets them all (defaults included).
     std::chrono::seconds time_limit{0};       // 0: none
     size_t output_limit = 0;                  // bytes of stdout + stderr; 0: none
     size_t max_running = 0;
@@ -71,10 +71,8 @@ struct CommandSpec {
     std::chrono::seconds linger{0};           // shared: run on this long after the last viewer left
 };
 
-// The scalar settings of a command (time_limit, output_limit, ...), declared once.
-std::span<const OptionSpec> command_settings_table();
-// Fills the scalar settings of `spec` from checked values of command_settings_table().
-void apply_command_settings(CommandSpec& spec, const OptionValues& values);
+// The scalar settings of a command (time_limit, output_limit, ...), each bound to its field.
+const SettingTable<CommandSpec>& command_settings();
 
 // Checks a declaration; returns the problem, or an empty string. (Used when the config is read.)
 std::string check_command(const CommandSpec& spec);
