@@ -19,6 +19,7 @@
 #include "fastsse/loop/process.hpp"
 #include "fastsse/producers/clock.hpp"
 #include "fastsse/producers/command.hpp"
+#include "fastsse/producers/command_config.hpp"
 #include "fastsse/config/settings.hpp"
 #include "fuzz.hpp"
 

@@ -12,7 +12,7 @@
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/config/options.hpp"
 #include "fastsse/producers/clock.hpp"
-#include "fastsse/producers/command.hpp"
+#include "fastsse/producers/command_config.hpp"
 #include "fastsse/config/settings.hpp"
 
 using fastsse::check_option;

@@ -1,14 +1,13 @@
 #pragma once
 // The process's settings: one table, read from the config file (TOML) and then the command line.
+// Sections of the config file that a producer owns ([commands]) go to that producer.
 #include <chrono>
-#include <map>
 #include <optional>
-#include <stdexcept>
 #include <string>
 
 #include "fastsse/config/options.hpp"
+#include "fastsse/config/section.hpp"
 #include "fastsse/http/stream.hpp"
-#include "fastsse/producers/command.hpp"
 #include "fastsse/producers/producer.hpp"
 
 namespace fastsse {
@@ -20,13 +19,6 @@ struct Settings {
     StreamLimits limits;       // stream_settings(): heartbeat and retry (a location may override them), ...
     size_t max_streams = 0;
     std::string log_level;
-    std::map<std::string, CommandSpec> commands;  // the config file's [commands.NAME] tables
-};
-
-// A bad flag, config file or value: the message names the problem (and file:line); exit status 2.
-class UsageError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
 };
 
 // The settings of every stream (heartbeat, retry, stream_buffer, write_timeout); a location may
@@ -35,8 +27,8 @@ const SettingTable<StreamLimits>& stream_settings();
 // The process settings: flags, and keys of the config file; stream_settings() among them.
 const SettingTable<Settings>& settings_table();
 
-// Parses the command line (and the --config file it names). Returns nullopt after printing
-// --help or --version. Throws UsageError.
-std::optional<Settings> load_settings(int argc, char** argv, const Registry& registry);
+// Parses the command line (and the --config file it names, whose sections go to the registered
+// producers that own them). Returns nullopt after printing --help or --version. Throws UsageError.
+std::optional<Settings> load_settings(int argc, char** argv, Registry& registry);
 
 }  // namespace fastsse
