@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
     registry.add("clock", std::make_unique<ClockProducer>(loop));
     auto commands = std::make_unique<CommandProducer>(loop, children);
     auto& command_producer = *commands;
-    registry.add("command", std::move(commands));
+    registry.add("command", std::move(commands));  // it reads the config file's [commands] itself
 
     Settings settings;
     try {
@@ -76,7 +76,6 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "fastsse: {}\n", e.what());
         return 2;
     }
-    command_producer.set_commands(settings.commands);
 
     // Which code answers a request: event streams for every location that names a producer.
     Router routes;

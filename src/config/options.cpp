@@ -37,14 +37,22 @@ void check_option(const OptionSpec& spec, std::string_view value) {
         }
         throw OptionError(fmt::format("{}: expected one of {}, got '{}'", spec.name, spec.choices, value));
     }
+    case OptionSpec::Kind::octal:
+        if (value.empty() || value.size() > 4 || value.find_first_not_of("01234567") != std::string_view::npos)
+            throw OptionError(fmt::format("{}: expected octal permissions such as 0660, got '{}'", spec.name, value));
+        return;
     case OptionSpec::Kind::text:
         return;
     }
 }
 
-OptionValues parse_options(std::span<const std::span<const OptionSpec>> tables,
-                           const std::map<std::string, std::string, std::less<>>& given,
-                           bool as_params) {
+long long checked_integer(const OptionSpec& spec, std::string_view value) {
+    long long n = 0;
+    std::from_chars(value.data(), value.data() + value.size(), n, spec.kind == OptionSpec::Kind::octal ? 8 : 10);
+    return n;
+}
+
+OptionValues parse_options(std::span<const std::span<const OptionSpec>> tables, const Params& given, bool as_params) {
     for (const auto& [name, value] : given) {
         bool found = false;
         for (auto table : tables)
@@ -84,12 +92,15 @@ std::string describe(std::span<const OptionSpec> table, bool as_params) {
             break;
         case OptionSpec::Kind::choice: kind = std::string(spec.choices); break;
         case OptionSpec::Kind::text: kind = "text"; break;
+        case OptionSpec::Kind::octal: kind = "octal"; break;
         }
         auto name = as_params ? param_name(spec.name) : std::string(spec.name);
-        // No default: a text option must be given; an integer one takes the process setting of its name.
-        auto default_value = !spec.default_value.empty()             ? fmt::format("'{}'", spec.default_value)
-                             : spec.kind == OptionSpec::Kind::text ? std::string("none, required")
-                                                                   : fmt::format("the {} setting", spec.name);
+        // A location's override starts from the process setting; a text option without a default
+        // must be given.
+        auto default_value = as_params && spec.location ? fmt::format("the {} setting", spec.name)
+                             : spec.default_value.empty() && spec.kind == OptionSpec::Kind::text
+                                 ? std::string("none, required")
+                                 : fmt::format("'{}'", spec.default_value);
         fmt::format_to(std::back_inserter(out), "  {:<18} {}; default {}: {}\n", name, kind, default_value, spec.help);
     }
     return out;

@@ -11,14 +11,7 @@
 namespace fastsse {
 
 StreamRoute::StreamRoute(const Registry& registry, const Settings& settings)
-    : registry_(registry), settings_(settings),
-      default_heartbeat_(std::to_string(settings.limits.heartbeat.count())),
-      default_retry_(std::to_string(settings.retry.count())) {
-    for (auto spec : stream_options_table()) {
-        spec.default_value = spec.name == "heartbeat" ? default_heartbeat_ : default_retry_;
-        stream_options_.push_back(spec);
-    }
-}
+    : registry_(registry), settings_(settings) {}
 
 void StreamRoute::handle(Connection& c, Streams& streams) {
     const auto& r = c.request;
@@ -41,17 +34,18 @@ void StreamRoute::handle(Connection& c, Streams& streams) {
     };
     auto given = r.fastsse;
     given.erase("producer");
+    StreamLimits limits = settings_.limits;
     OptionValues options;
     try {
-        options = parse_options(std::array{std::span<const OptionSpec>(stream_options_), producer->options()}, given,
-                                true);
+        stream_settings().override_from(limits, given);  // FASTSSE_HEARTBEAT, FASTSSE_RETRY
+        options = parse_options(std::array{producer->options()}, given, true);
     } catch (const OptionError& e) {
         throw bad_param(e);
     }
 
     auto last_id = last_event_id(r);
     auto query = r.query;  // c, and r with it, moves into the stream below
-    StreamStart start{last_id, query, options, std::chrono::milliseconds(options.integer("retry"))};
+    StreamStart start{last_id, query, options, limits.retry};
     if (r.method == "HEAD") {
         // The same answer as GET would get, without starting anything.
         try {
@@ -62,9 +56,6 @@ void StreamRoute::handle(Connection& c, Streams& streams) {
         return send_response(c, 200, event_stream_headers, {});
     }
 
-    StreamLimits limits = settings_.limits;
-    limits.heartbeat = std::chrono::seconds(options.integer("heartbeat"));
-    limits.retry = start.retry;
     auto what = fmt::format("producer={} uri={}{}", producer_name, r.uri,
                             last_id.empty() ? std::string() : fmt::format(" last-event-id={}", last_id));
     auto& stream = streams.open(std::move(c), limits, std::move(what));

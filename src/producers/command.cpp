@@ -1,11 +1,9 @@
 #include "fastsse/producers/command.hpp"
 
 #include <fcntl.h>
-#include <regex.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,30 +17,9 @@ namespace {
 
 using Kind = OptionSpec::Kind;
 
-constexpr OptionSpec command_settings[] = {
-    {"time_limit", Kind::integer, "0", 0, 86400 * 365, {}, "s", "the run is ended after this long (0: never)"},
-    {"output_limit", Kind::integer, "16777216", 0, 1LL << 40, {}, "bytes",
-     "the run is ended once its stdout and stderr pass this (0: never)"},
-    {"max_running", Kind::integer, "4", 1, 100000, {}, {}, "runs at once; beyond, 503 with Retry-After"},
-    {"stdout_event", Kind::text, "stdout", 0, 0, {}, {}, "event name of a stdout line"},
-    {"stderr_event", Kind::text, "stderr", 0, 0, {}, {}, "event name of a stderr line"},
-    {"retry", Kind::integer, "60000", 0, 86'400'000, {}, "ms",
-     "retry: hint after the exit event, so that the browser does not run the command again at once"},
-    {"grace", Kind::integer, "2000", 0, 60'000, {}, "ms", "from SIGTERM to SIGKILL when a run is ended"},
-    {"max_line", Kind::integer, "16384", 64, 16 << 20, {}, "bytes", "longer lines are sent in pieces of this size"},
-    {"quiet", Kind::integer, "200", 10, 60'000, {}, "ms", "a line without its newline is sent after this silence"},
-    {"replay", Kind::integer, "100", 0, 1'000'000, {}, "lines", "shared: lines kept for late joiners and reconnects"},
-    {"linger", Kind::integer, "10", 0, 86400, {}, "s", "shared: the run goes on this long after its last viewer left"},
-};
-
 constexpr OptionSpec producer_options[] = {
     {"command", Kind::text, "", 0, 0, {}, {}, "name of the command, as declared in the config file's [commands.NAME]"},
 };
-
-std::optional<std::string_view> placeholder(std::string_view element) {
-    if (element.size() > 2 && element.front() == '{' && element.back() == '}') return element.substr(1, element.size() - 2);
-    return std::nullopt;
-}
 
 size_t utf8_sequence_length(std::string_view s, size_t i) {
     auto c = static_cast<unsigned char>(s[i]);
@@ -58,118 +35,7 @@ size_t utf8_sequence_length(std::string_view s, size_t i) {
     return len;
 }
 
-// Why `value` is refused for `param` ("is longer than 256 bytes"), or empty when it is allowed.
-std::string refusal(const CommandParam& param, const std::string& value) {
-    if (value.size() > param.max_length) return fmt::format("is longer than {} bytes", param.max_length);
-    if (value.find('\0') != std::string::npos) return "contains a NUL byte";
-    if (value.starts_with('-') && !param.allow_leading_dash) return "must not start with '-'";
-    if (!param.values.empty())
-        return std::find(param.values.begin(), param.values.end(), value) == param.values.end()
-                   ? "is not one of the allowed values"
-                   : "";
-    return param.pattern.matches(value) ? "" : "does not match its pattern";
-}
-
 }  // namespace
-
-// glibc's matcher does not recurse per character, so a long value cannot exhaust the stack
-// (std::regex can). It builds its automaton's states lazily and keeps them in the regex_t, so a
-// pattern used again matches faster than a fresh one.
-class ParamPattern::Compiled {
-public:
-    explicit Compiled(const std::string& anchored) {
-        ok_ = ::regcomp(&re_, anchored.c_str(), REG_EXTENDED | REG_NOSUB) == 0;
-    }
-    ~Compiled() {
-        if (ok_) ::regfree(&re_);
-    }
-    Compiled(const Compiled&) = delete;
-    Compiled& operator=(const Compiled&) = delete;
-    bool ok() const { return ok_; }
-    // Anchored at both ends, and the value holds no NUL: a match is a match of the whole value.
-    bool matches(const std::string& value) const { return ::regexec(&re_, value.c_str(), 0, nullptr, 0) == 0; }
-
-private:
-    regex_t re_{};
-    bool ok_ = false;
-};
-
-ParamPattern::ParamPattern(std::string source) : source_(std::move(source)) {
-    if (source_.empty()) return;
-    // Valid on its own too: "a)|(.*" would otherwise close the anchoring group and escape it.
-    regex_t alone;
-    if (::regcomp(&alone, source_.c_str(), REG_EXTENDED | REG_NOSUB) != 0) return;
-    ::regfree(&alone);
-    auto compiled = std::make_shared<const Compiled>("^(" + source_ + ")$");
-    if (compiled->ok()) compiled_ = std::move(compiled);
-}
-
-bool ParamPattern::matches(const std::string& value) const { return compiled_ && compiled_->matches(value); }
-
-std::span<const OptionSpec> command_settings_table() { return command_settings; }
-
-void apply_command_settings(CommandSpec& s, const OptionValues& v) {
-    s.time_limit = std::chrono::seconds(v.integer("time_limit"));
-    s.output_limit = static_cast<size_t>(v.integer("output_limit"));
-    s.max_running = static_cast<size_t>(v.integer("max_running"));
-    s.stdout_event = v.text("stdout_event");
-    s.stderr_event = v.text("stderr_event");
-    s.retry = std::chrono::milliseconds(v.integer("retry"));
-    s.grace = std::chrono::milliseconds(v.integer("grace"));
-    s.max_line = static_cast<size_t>(v.integer("max_line"));
-    s.quiet = std::chrono::milliseconds(v.integer("quiet"));
-    s.replay = static_cast<size_t>(v.integer("replay"));
-    s.linger = std::chrono::seconds(v.integer("linger"));
-}
-
-std::string check_command(const CommandSpec& spec) {
-    if (spec.argv.empty()) return "argv: must name the program";
-    if (!spec.argv[0].starts_with('/'))
-        return fmt::format("argv: '{}' was not found in PATH (or give an absolute path)", spec.argv[0]);
-    struct stat st{};
-    if (::stat(spec.argv[0].c_str(), &st) != 0 || !S_ISREG(st.st_mode) || ::access(spec.argv[0].c_str(), X_OK) != 0)
-        return fmt::format("argv: cannot execute '{}'", spec.argv[0]);
-    for (const auto& [name, event] : {std::pair{"stdout_event", &spec.stdout_event}, {"stderr_event", &spec.stderr_event}})
-        if (event->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
-            return fmt::format("{}: must not contain CR, LF or NUL", name);
-    std::map<std::string, int> used;
-    for (const auto& element : spec.argv)
-        if (auto name = placeholder(element)) {
-            if (!spec.params.count(std::string(*name)))
-                return fmt::format("argv: '{}' names no parameter declared in [commands.{}.params]", element, spec.name);
-            ++used[std::string(*name)];
-        }
-    for (const auto& [name, p] : spec.params) {
-        if (!used.count(name)) return fmt::format("params.{}: not used in argv (write \"{{{}}}\" there)", name, name);
-        if (p.pattern.empty() == p.values.empty()) return fmt::format("params.{}: give either pattern or values", name);
-        if (!p.pattern.empty() && !p.pattern.valid())
-            return fmt::format("params.{}: pattern '{}' is not a valid POSIX extended regex", name,
-                               p.pattern.source());
-        if (p.default_value)
-            if (auto why = refusal(p, *p.default_value); !why.empty())
-                return fmt::format("params.{}: the default '{}' {}", name, *p.default_value, why);
-    }
-    return {};
-}
-
-std::vector<std::string> command_argv(const CommandSpec& spec, std::string_view query) {
-    std::vector<std::string> argv;
-    for (const auto& element : spec.argv) {
-        auto name = placeholder(element);
-        if (!name) {
-            argv.push_back(element);
-            continue;
-        }
-        const auto& param = spec.params.at(std::string(*name));
-        auto value = query_param(query, *name);
-        if (!value) value = param.default_value;
-        if (!value) throw RequestError(400, fmt::format("Missing parameter '{}'.", *name));
-        if (auto why = refusal(param, *value); !why.empty())
-            throw RequestError(400, fmt::format("Parameter '{}' {}.", *name, why));
-        argv.push_back(std::move(*value));
-    }
-    return argv;
-}
 
 std::string sanitize_utf8(std::string_view s) {
     std::string out;

@@ -1,7 +1,7 @@
 // The option tables (parse_options, check_option) on any names and values, for each way fastsse
-// uses them: a location's FASTSSE_* params for the clock and command producers (with the stream
-// options, defaults filled in as the server does), the process settings and a command's settings
-// from the config file. Checked against a reading of the tables written apart:
+// uses them: a location's FASTSSE_* params for the clock and command producers (with the settings
+// a location overrides), the process settings and a command's settings from the config file.
+// Checked against a reading of the tables written apart:
 // - parse_options succeeds exactly when every name is declared and every value (given, else the
 //   default) fits its spec: an integer (optional '-', digits only) in range, one of the choices,
 //   any text;
@@ -19,6 +19,7 @@
 #include "fastsse/loop/process.hpp"
 #include "fastsse/producers/clock.hpp"
 #include "fastsse/producers/command.hpp"
+#include "fastsse/producers/command_config.hpp"
 #include "fastsse/config/settings.hpp"
 #include "fuzz.hpp"
 
@@ -32,10 +33,8 @@ struct Program {
     Program() {
         registry.add("clock", std::make_unique<fastsse::ClockProducer>(loop));
         registry.add("command", std::make_unique<fastsse::CommandProducer>(loop, children));
-        for (auto spec : fastsse::stream_options_table()) {
-            spec.default_value = spec.name == "heartbeat" ? "15" : "3000";  // as StreamRoute fills them
-            stream_options.push_back(spec);
-        }
+        // The settings a location overrides, their defaults the process's (as the server has them).
+        for (auto spec : fastsse::stream_settings().overridable()) stream_options.push_back(spec);
     }
     fastsse::EventLoop loop;
     fastsse::ChildProcesses children{loop};
@@ -51,8 +50,8 @@ struct Use {
 std::vector<Use> uses(const Program& p) {
     return {{{p.stream_options, p.registry.find("clock")->options()}, true},
             {{p.stream_options, p.registry.find("command")->options()}, true},
-            {{fastsse::settings_table()}, false},
-            {{fastsse::command_settings_table()}, false}};
+            {{fastsse::settings_table().specs()}, false},
+            {{fastsse::command_settings().specs()}, false}};
 }
 
 std::optional<long long> integer(std::string_view s) {
@@ -84,6 +83,8 @@ bool fits(const OptionSpec& spec, std::string_view value) {
             start = bar + 1;
         }
     }
+    case OptionSpec::Kind::octal:
+        return !value.empty() && value.size() <= 4 && value.find_first_not_of("01234567") == std::string_view::npos;
     case OptionSpec::Kind::text: return true;
     }
     return false;
@@ -136,6 +137,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
             check(values.text(spec->name) == expected, "a value other than the one given or the default");
             if (spec->kind == OptionSpec::Kind::integer)
                 check(values.integer(spec->name) == *integer(expected), "an integer read back differently");
+            if (spec->kind == OptionSpec::Kind::integer || spec->kind == OptionSpec::Kind::octal) {
+                int base = spec->kind == OptionSpec::Kind::octal ? 8 : 10;
+                check(fastsse::checked_integer(*spec, expected) == std::stoll(expected, nullptr, base),
+                      "a checked integer read back differently");
+            }
         }
     } catch (const fastsse::OptionError& e) {
         check(!should_pass, "parse_options refused good names and values");

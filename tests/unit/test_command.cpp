@@ -94,8 +94,7 @@ CommandSpec make_spec(std::string name, std::vector<std::string> argv, Given set
     spec.name = std::move(name);
     spec.argv = std::move(argv);
     spec.env = {{"PATH", "/usr/bin:/bin"}};
-    fastsse::apply_command_settings(spec,
-                                    fastsse::parse_options(std::array{fastsse::command_settings_table()}, settings));
+    fastsse::command_settings().load(spec, settings);
     return spec;
 }
 

@@ -1,7 +1,10 @@
-// Option tables: checking one value, parsing a set of given values with defaults, and --help lines.
+// Option tables: checking one value, parsing a set of given values with defaults, --help lines, and
+// settings bound to their fields (SettingTable).
 #include <doctest/doctest.h>
 
 #include <array>
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <span>
 #include <string>
@@ -9,6 +12,7 @@
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/config/options.hpp"
 #include "fastsse/producers/clock.hpp"
+#include "fastsse/producers/command_config.hpp"
 #include "fastsse/config/settings.hpp"
 
 using fastsse::check_option;
@@ -131,12 +135,10 @@ TEST_CASE("parse_options: a bad value names its option") {
 }
 
 TEST_CASE("parse_options: defaults are checked like given values") {
-    // The stream options have no default of their own: the server must fill them in.
-    auto stream = fastsse::stream_options_table();
-    CHECK_THROWS_AS(fastsse::parse_options(one(stream), {}), OptionError);
-    auto v = fastsse::parse_options(one(stream), {{"heartbeat", "15"}, {"retry", "3000"}});
-    CHECK(v.integer("heartbeat") == 15);
-    CHECK(v.integer("retry") == 3000);
+    // An integer without a default must be given.
+    constexpr OptionSpec needed[] = {{"needed", Kind::integer, "", 1, 3600, {}, "s", "no default"}};
+    CHECK_THROWS_AS(fastsse::parse_options(one(needed), {}), OptionError);
+    CHECK(fastsse::parse_options(one(needed), {{"needed", "15"}}).integer("needed") == 15);
 }
 
 TEST_CASE("parse_options: an unknown option is an error naming it") {
@@ -180,7 +182,7 @@ TEST_CASE("describe: one help line per option") {
               "  FASTSSE_OFFSET     -10..10; default '-3': a signed one\n");
     }
     SUBCASE("an option without a default of its own names the setting it comes from") {
-        auto lines = fastsse::describe(fastsse::stream_options_table(), true);
+        auto lines = fastsse::describe(fastsse::settings_table().overridable(), true);
         CHECK(lines.find("  FASTSSE_HEARTBEAT  1..3600 s; default the heartbeat setting: ") == 0);
         CHECK(lines.find("\n  FASTSSE_RETRY      0..86400000 ms; default the retry setting: ") != std::string::npos);
     }
@@ -190,11 +192,190 @@ TEST_CASE("describe: one help line per option") {
 TEST_CASE("every declared default passes its own check") {
     fastsse::EventLoop loop;
     fastsse::ClockProducer clock(loop);
-    for (auto table : {fastsse::settings_table(), clock.options()}) {
+    for (auto table : {fastsse::settings_table().specs(), fastsse::command_settings().specs(), clock.options()}) {
         for (const auto& spec : table) {
             CAPTURE(spec.name);
             CHECK_NOTHROW(check_option(spec, spec.default_value));
         }
     }
-    CHECK_NOTHROW(fastsse::parse_options(one(fastsse::settings_table()), {}));
+    CHECK_NOTHROW(fastsse::parse_options(one(fastsse::settings_table().specs()), {}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings bound to their fields
+
+namespace {
+
+struct Part {
+    std::chrono::seconds every{0};
+};
+
+struct Bound {
+    int count = 0;
+    size_t bytes = 0;
+    std::chrono::milliseconds wait{0};
+    std::string name, level;
+    unsigned mode = 0;
+    Part part;
+};
+
+const fastsse::SettingTable<Part>& part_table() {
+    static const fastsse::SettingTable<Part> table{
+        fastsse::per_location(fastsse::duration("every", &Part::every, "5", 1, 60, "how often")),
+    };
+    return table;
+}
+
+const fastsse::SettingTable<Bound>& bound_table() {
+    static const fastsse::SettingTable<Bound> table = [] {
+        fastsse::SettingTable<Bound> t{
+            fastsse::integer("count", &Bound::count, "3", -5, 5, {}, "a count"),
+            fastsse::integer("bytes", &Bound::bytes, "4096", 0, 1LL << 40, "bytes", "a size"),
+            fastsse::per_location(fastsse::duration("wait", &Bound::wait, "250", 0, 10'000, "a wait")),
+            fastsse::text("name", &Bound::name, "tick", "a name"),
+            fastsse::choice("level", &Bound::level, "info", "info|warn", "a level"),
+            fastsse::octal("mode", &Bound::mode, "0660", "permissions"),
+        };
+        t.add(&Bound::part, part_table());
+        return t;
+    }();
+    return table;
+}
+
+std::string set_error(Bound& b, std::string_view name, std::string_view value, bool as_param = false) {
+    try {
+        bound_table().set(b, name, value, as_param);
+    } catch (const OptionError& e) {
+        return e.what();
+    }
+    return "(accepted)";
+}
+
+}  // namespace
+
+TEST_CASE("SettingTable: each setting stores its value in its own field, typed") {
+    using namespace std::chrono_literals;
+    Bound b;
+    bound_table().set_defaults(b);
+    CHECK(b.count == 3);
+    CHECK(b.bytes == 4096);
+    CHECK(b.wait == 250ms);
+    CHECK(b.name == "tick");
+    CHECK(b.level == "info");
+    CHECK(b.mode == 0660);
+    CHECK(b.part.every == 5s);  // a nested table's field, through its member
+
+    bound_table().set(b, "count", "-5");
+    bound_table().set(b, "bytes", "1099511627776");
+    bound_table().set(b, "wait", "10000");
+    bound_table().set(b, "name", "");
+    bound_table().set(b, "level", "warn");
+    bound_table().set(b, "mode", "750");
+    bound_table().set(b, "every", "60");
+    CHECK(b.count == -5);
+    CHECK(b.bytes == 1ULL << 40);
+    CHECK(b.wait == 10s);
+    CHECK(b.name == "");
+    CHECK(b.level == "warn");
+    CHECK(b.mode == 0750);
+    CHECK(b.part.every == 60s);
+}
+
+TEST_CASE("SettingTable: a bad value or name changes nothing and names the setting") {
+    Bound b;
+    bound_table().set_defaults(b);
+    CHECK(set_error(b, "count", "6") == "count: expected an integer from -5 to 5, got '6'");
+    CHECK(set_error(b, "mode", "0999") == "mode: expected octal permissions such as 0660, got '0999'");
+    CHECK(set_error(b, "mode", "07777") == "mode: expected octal permissions such as 0660, got '07777'");
+    CHECK(set_error(b, "every", "0") == "every: expected an integer from 1 to 60 s, got '0'");
+    CHECK(set_error(b, "level", "debug") == "level: expected one of info|warn, got 'debug'");
+    CHECK(set_error(b, "cuont", "1") == "unknown option cuont");
+    CHECK(set_error(b, "wait", "x", true) == "FASTSSE_WAIT: expected an integer from 0 to 10000 ms, got 'x'");
+    CHECK(set_error(b, "cuont", "1", true) == "unknown option FASTSSE_CUONT");
+    CHECK(b.count == 3);
+    CHECK(b.mode == 0660);
+    CHECK(b.level == "info");
+}
+
+TEST_CASE("SettingTable: the unit of a duration is its field's") {
+    auto* wait = bound_table().find("wait");
+    auto* every = bound_table().find("every");
+    REQUIRE(wait);
+    REQUIRE(every);
+    CHECK(wait->unit == "ms");
+    CHECK(every->unit == "s");
+    CHECK(bound_table().find("bytes")->unit == "bytes");
+    CHECK(bound_table().find("nothing") == nullptr);
+}
+
+TEST_CASE("SettingTable: load() takes the defaults, then the given values; an unknown name first") {
+    using namespace std::chrono_literals;
+    Bound b;
+    bound_table().load(b, {{"count", "1"}, {"every", "2"}});
+    CHECK(b.count == 1);
+    CHECK(b.part.every == 2s);
+    CHECK(b.bytes == 4096);
+    Bound c;
+    try {
+        bound_table().load(c, {{"count", "99"}, {"zzz", "1"}});
+        FAIL("no error");
+    } catch (const OptionError& e) {
+        CHECK(std::string(e.what()) == "unknown option zzz");
+    }
+}
+
+TEST_CASE("SettingTable: a location overrides only the settings marked per_location") {
+    using namespace std::chrono_literals;
+    Bound b;
+    bound_table().set_defaults(b);
+    fastsse::Params params{{"wait", "9"}, {"every", "7"}, {"count", "1"}, {"interval", "100"}};
+    bound_table().override_from(b, params);
+    CHECK(b.wait == 9ms);
+    CHECK(b.part.every == 7s);
+    CHECK(b.count == 3);  // not a location's to set: left for the producer's table, which refuses it
+    CHECK(params == fastsse::Params{{"count", "1"}, {"interval", "100"}});
+    fastsse::Params bad{{"every", "0"}};
+    CHECK_THROWS_WITH_AS(bound_table().override_from(b, bad), "FASTSSE_EVERY: expected an integer from 1 to 60 s, got '0'",
+                         OptionError);
+    std::vector<std::string> names;
+    for (const auto& spec : bound_table().overridable()) names.emplace_back(spec.name);
+    CHECK(names == std::vector<std::string>{"wait", "every"});
+}
+
+TEST_CASE("SettingTable: mistakes in a declaration are found when the table is built") {
+    struct Small {
+        uint8_t n = 0;
+        std::string s;
+    };
+    using T = fastsse::SettingTable<Small>;
+    CHECK_THROWS_AS(T({fastsse::integer("n", &Small::n, "0", 0, 256, {}, "too wide for its field")}), std::logic_error);
+    CHECK_THROWS_AS(T({fastsse::integer("n", &Small::n, "0", -1, 2, {}, "negative")}), std::logic_error);
+    CHECK_THROWS_AS(T({fastsse::text("s", &Small::s, "", "once"), fastsse::text("s", &Small::s, "", "twice")}),
+                    std::logic_error);
+    CHECK_NOTHROW(T({fastsse::integer("n", &Small::n, "0", 0, 255, {}, "fits")}));
+}
+
+TEST_CASE("the process settings: each declared once, the stream's among them, a location overrides two") {
+    using namespace std::chrono_literals;
+    std::vector<std::string> names, overridable;
+    for (const auto& spec : fastsse::settings_table().specs()) names.emplace_back(spec.name);
+    for (const auto& spec : fastsse::settings_table().overridable()) overridable.emplace_back(spec.name);
+    CHECK(names == std::vector<std::string>{"listen", "socket_mode", "heartbeat", "retry", "stream_buffer",
+                                            "write_timeout", "max_streams", "log_level"});
+    CHECK(overridable == std::vector<std::string>{"heartbeat", "retry"});
+
+    // A stream's limits as a default StreamLimits has them are the table's defaults.
+    fastsse::StreamLimits from_table;
+    fastsse::stream_settings().set_defaults(from_table);
+    fastsse::StreamLimits plain;
+    CHECK(from_table.heartbeat == plain.heartbeat);
+    CHECK(from_table.retry == plain.retry);
+    CHECK(from_table.max_buffer == plain.max_buffer);
+    CHECK(from_table.write_timeout == plain.write_timeout);
+
+    fastsse::Settings s;
+    fastsse::settings_table().set(s, "heartbeat", "20");
+    fastsse::settings_table().set(s, "stream_buffer", "8192");
+    CHECK(s.limits.heartbeat == 20s);
+    CHECK(s.limits.max_buffer == 8192);
 }

@@ -1,5 +1,6 @@
 // The config file's [commands.NAME] tables, read through load_settings() from a temporary TOML file
-// (--config PATH): a full declaration lands in Settings::commands as written, with the program
+// (--config PATH) by the section reader of the producer that owns them (CommandSection, as the
+// command producer has it): a full declaration lands in its commands as written, with the program
 // looked up in PATH and pass_env copied from our environment; every mistake is a UsageError whose
 // message starts with "PATH:LINE:" and names the problem.
 #include <doctest/doctest.h>
@@ -19,6 +20,7 @@
 #include "support.hpp"
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/producers/clock.hpp"
+#include "fastsse/producers/command_config.hpp"
 #include "fastsse/config/settings.hpp"
 
 using namespace std::chrono_literals;
@@ -48,7 +50,21 @@ private:
     std::optional<std::string> old_;
 };
 
-std::optional<Settings> load(const std::vector<std::string>& args) {
+// A producer that owns the [commands] section, as the command producer does, running nothing.
+struct Commands final : fastsse::Producer {
+    explicit Commands(std::map<std::string, CommandSpec>& commands) : section(commands) {}
+    std::span<const fastsse::OptionSpec> options() const override { return {}; }
+    std::unique_ptr<fastsse::Subscription> open(fastsse::Sink&, const fastsse::StreamStart&) override { return nullptr; }
+    fastsse::ConfigSection* config_section() override { return &section; }
+    fastsse::CommandSection section;
+};
+
+// The settings, and the commands the producer got.
+struct Loaded : Settings {
+    std::map<std::string, CommandSpec> commands;
+};
+
+std::optional<Loaded> load(const std::vector<std::string>& args) {
     std::vector<std::string> storage = {"fastsse"};
     storage.insert(storage.end(), args.begin(), args.end());
     std::vector<char*> argv;
@@ -56,11 +72,16 @@ std::optional<Settings> load(const std::vector<std::string>& args) {
     argv.push_back(nullptr);
     fastsse::EventLoop loop;
     fastsse::Registry registry;
+    Loaded loaded;
     registry.add("clock", std::make_unique<fastsse::ClockProducer>(loop));
-    return fastsse::load_settings(static_cast<int>(storage.size()), argv.data(), registry);
+    registry.add("command", std::make_unique<Commands>(loaded.commands));
+    auto settings = fastsse::load_settings(static_cast<int>(storage.size()), argv.data(), registry);
+    if (!settings) return std::nullopt;
+    static_cast<Settings&>(loaded) = *settings;
+    return loaded;
 }
 
-Settings load_config(const std::string& path) {
+Loaded load_config(const std::string& path) {
     auto s = load({"--config", path});
     REQUIRE(s);
     return *s;
@@ -89,7 +110,7 @@ void check_error(const TempDir& dir, const std::string& toml, int line, const st
 
 }  // namespace
 
-TEST_CASE("config: a full command declaration lands in Settings::commands") {
+TEST_CASE("config: a full command declaration lands in the command producer's commands") {
     TempDir dir;
     // The program, named without a slash, is looked up in PATH: a non-executable file of that name
     // in an earlier directory is skipped.
@@ -134,7 +155,7 @@ allow_leading_dash = true
 argv = ["/bin/date", "-u"]
 )");
     auto s = load_config(config);
-    CHECK(s.retry == 1500ms);
+    CHECK(s.limits.retry == 1500ms);
     REQUIRE(s.commands.size() == 2);
     REQUIRE(s.commands.count("ping"));
     const CommandSpec& ping = s.commands.at("ping");
@@ -312,5 +333,75 @@ TEST_CASE("config: a value of the wrong type is not called an unknown option") {
     for (std::string line : {"cwd = 5", "shared = \"yes\"", "params = 1", "env = 2"}) {
         CAPTURE(line);
         CHECK(config_error(dir.write("bad.toml", head + line + "\n")).find("unknown option") == std::string::npos);
+    }
+}
+
+TEST_CASE("config: a section goes to the producer that owns it, and to no other") {
+    TempDir dir;
+    auto path = dir.write("commands.toml", "[commands.hello]\nargv = [\"/bin/echo\", \"hello\"]\n");
+    auto s = load_config(path);
+    CHECK(s.commands.at("hello").argv == std::vector<std::string>{"/bin/echo", "hello"});
+
+    auto run = [&](fastsse::Registry& registry) {
+        std::string arg0 = "fastsse", flag = "--config";
+        char* argv[] = {arg0.data(), flag.data(), path.data(), nullptr};
+        return fastsse::load_settings(3, argv, registry);
+    };
+    SUBCASE("without a producer that reads [commands], it is an unknown setting") {
+        fastsse::EventLoop loop;
+        fastsse::Registry registry;
+        registry.add("clock", std::make_unique<fastsse::ClockProducer>(loop));
+        try {
+            run(registry);
+            FAIL("no UsageError");
+        } catch (const UsageError& e) {
+            CHECK(std::string(e.what()) == path + ":1: unknown setting 'commands'");
+        }
+    }
+    SUBCASE("two producers may not own the same section") {
+        std::map<std::string, CommandSpec> a, b;
+        fastsse::Registry registry;
+        registry.add("a", std::make_unique<Commands>(a));
+        registry.add("b", std::make_unique<Commands>(b));
+        CHECK_THROWS_AS(run(registry), std::logic_error);
+    }
+}
+
+TEST_CASE("config: process settings land in their fields, from the file, then the flags") {
+    TempDir dir;
+    auto path = dir.write("fastsse.toml",
+                          "socket_mode = \"0640\"\nheartbeat = 20\nretry = \"250\"\nstream_buffer = 8192\n"
+                          "write_timeout = 7\nmax_streams = 3\nlog_level = \"warn\"\n");
+    auto s = load({"--config", path, "--max-streams", "4", "--listen", "unix:/tmp/x.sock"});
+    REQUIRE(s);
+    CHECK(s->listen == "unix:/tmp/x.sock");
+    CHECK(s->socket_mode == 0640);
+    CHECK(s->limits.heartbeat == 20s);
+    CHECK(s->limits.retry == 250ms);
+    CHECK(s->limits.max_buffer == 8192);
+    CHECK(s->limits.write_timeout == 7s);
+    CHECK(s->max_streams == 4);  // the flag wins
+    CHECK(s->log_level == "warn");
+
+    SUBCASE("defaults") {
+        auto d = load({});
+        REQUIRE(d);
+        CHECK(d->listen == "");
+        CHECK(d->socket_mode == 0660);
+        CHECK(d->limits.heartbeat == 15s);
+        CHECK(d->limits.retry == 3000ms);
+        CHECK(d->max_streams == 15000);
+        CHECK(d->log_level == "info");
+    }
+    SUBCASE("a bad value names where it was given") {
+        check_error(dir, "\nsocket_mode = \"0999\"\n", 2,
+                    "socket_mode: expected octal permissions such as 0660, got '0999'");
+        check_error(dir, "heartbeat = 0\n", 1, "heartbeat: expected an integer from 1 to 3600 s, got '0'");
+        try {
+            load({"--retry", "-1"});
+            FAIL("no UsageError");
+        } catch (const UsageError& e) {
+            CHECK(std::string(e.what()) == "--retry: retry: expected an integer from 0 to 86400000 ms, got '-1'");
+        }
     }
 }

@@ -21,8 +21,6 @@ public:
 private:
     const Registry& registry_;
     Settings settings_;
-    std::string default_heartbeat_, default_retry_;
-    std::vector<OptionSpec> stream_options_;  // stream_options_table() with the settings as defaults
 };
 
 }  // namespace fastsse

@@ -14,75 +14,10 @@
 #include "fastsse/channels/memory_store.hpp"
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/loop/process.hpp"
+#include "fastsse/producers/command_config.hpp"
 #include "fastsse/producers/producer.hpp"
 
 namespace fastsse {
-
-// A parameter's POSIX extended regex, which the whole value must match. It is compiled when it is
-// set, that is when the config file is read, never per request: compiling a pattern such as
-// "[a-z0-9.-]{0,1000}" takes milliseconds, and every request (refused ones too) would pay them on
-// the event loop. Copies share the compiled form; matching does not change it.
-class ParamPattern {
-public:
-    ParamPattern() = default;
-    ParamPattern(std::string source);  // implicit: a pattern is written as its text
-    ParamPattern(const char* source) : ParamPattern(std::string(source)) {}
-    const std::string& source() const { return source_; }
-    bool empty() const { return source_.empty(); }
-    void clear() { *this = ParamPattern(); }
-    bool valid() const { return compiled_ != nullptr; }  // false when empty or not a valid regex
-    // False for an invalid pattern. `value` must hold no NUL byte (values with one are refused first).
-    bool matches(const std::string& value) const;
-    friend bool operator==(const ParamPattern& p, std::string_view text) { return p.source_ == text; }
-
-private:
-    class Compiled;
-    std::string source_;
-    std::shared_ptr<const Compiled> compiled_;
-};
-
-// A value taken from the query string, which becomes exactly one argv element ("{name}").
-struct CommandParam {
-    ParamPattern pattern;             // the regex the whole value must match, or
-    std::vector<std::string> values;  // the allowed values
-    std::optional<std::string> default_value;
-    size_t max_length = 256;
-    bool allow_leading_dash = false;  // else a value starting with '-' is refused: no option injection
-};
-
-// One command, as declared in the config file's [commands.NAME] table.
-struct CommandSpec {
-    std::string name;
-    std::vector<std::string> argv;  // argv[0] absolute; an element "{p}" is parameter p's value
-    std::string cwd = "/";
-    std::map<std::string, std::string> env;  // the whole environment, with pass_env added
-    std::vector<std::string> pass_env;       // names copied from fastsse's own environment
-    std::map<std::string, CommandParam> params;
-    bool shared = false;
-    // The settings below come from command_settings_table(), with their defaults.
-    std::chrono::seconds time_limit{0};       // 0: none
-    size_t output_limit = 0;                  // bytes of stdout + stderr; 0: none
-    size_t max_running = 0;
-    std::string stdout_event, stderr_event;
-    std::chrono::milliseconds retry{0};       // retry: hint after the exit event
-    std::chrono::milliseconds grace{0};       // SIGTERM to SIGKILL
-    size_t max_line = 0;                      // longer lines are cut into pieces of this size
-    std::chrono::milliseconds quiet{0};       // a partial line is sent after this much silence
-    size_t replay = 0;                        // shared: lines kept for late joiners
-    std::chrono::seconds linger{0};           // shared: run on this long after the last viewer left
-};
-
-// The scalar settings of a command (time_limit, output_limit, ...), declared once.
-std::span<const OptionSpec> command_settings_table();
-// Fills the scalar settings of `spec` from checked values of command_settings_table().
-void apply_command_settings(CommandSpec& spec, const OptionValues& values);
-
-// Checks a declaration; returns the problem, or an empty string. (Used when the config is read.)
-std::string check_command(const CommandSpec& spec);
-
-// The argv for one request: each "{name}" element replaced by that parameter's value from the
-// query string (or its default). Throws RequestError 400 naming the parameter; nothing else.
-std::vector<std::string> command_argv(const CommandSpec& spec, std::string_view query);
 
 // Text made safe for an event stream: invalid UTF-8 replaced by U+FFFD.
 std::string sanitize_utf8(std::string_view bytes);
@@ -108,8 +43,10 @@ private:
 class CommandProducer final : public Producer {
 public:
     CommandProducer(EventLoop& loop, ChildProcesses& children);
-    // The commands declared in the config file (read after the producers are registered).
+    // The commands, declared otherwise than by the config file (tests).
     void set_commands(std::map<std::string, CommandSpec> commands) { commands_ = std::move(commands); }
+    // The config file's [commands.NAME] tables, read into commands_.
+    ConfigSection* config_section() override { return &section_; }
     ~CommandProducer() override;
     std::span<const OptionSpec> options() const override;
     void check(const StreamStart& start) const override { resolve(start); }
@@ -133,6 +70,7 @@ private:
     std::map<std::string, CommandSpec> commands_;
     MemoryStore channels_;  // each run's channel; before runs_, which refer to it
     uint64_t runs_made_ = 0;
+    CommandSection section_{commands_};
     std::map<Run*, std::unique_ptr<Run>> runs_;
     // Shared runs still going, by command and argv.
     std::map<std::pair<std::string, std::vector<std::string>>, Run*> shared_;

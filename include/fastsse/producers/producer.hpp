@@ -16,6 +16,8 @@
 
 namespace fastsse {
 
+class ConfigSection;  // fastsse/config/section.hpp
+
 // One client's stream, as a producer sees it. Calls never block and never destroy anything
 // synchronously: a stream whose client left ignores further calls, and its Subscription is
 // destroyed soon after, on the loop, outside the producer's callback.
@@ -67,6 +69,9 @@ public:
     // Starts the work for one stream. May throw RequestError (an HTTP error before any header went
     // out) or OptionError; may call sink.send() at once (those events follow the headers).
     virtual std::unique_ptr<Subscription> open(Sink& sink, const StreamStart& start) = 0;
+    // The section of the config file this producer reads itself ([commands] for the command
+    // producer), or none. The loader reads it before the server starts.
+    virtual ConfigSection* config_section() { return nullptr; }
 };
 
 // Producers by name, assembled explicitly in one place (main.cpp).
