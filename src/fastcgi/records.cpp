@@ -16,12 +16,13 @@ namespace fastsse {
 namespace fastcgi {
 
 namespace {
+// The record types and codes of the FastCGI 1.0 specification that fastsse reads or writes.
 constexpr unsigned char version_1 = 1;
-constexpr unsigned char type_end_request = 3;
-constexpr unsigned char type_params = 4;
-constexpr unsigned char type_stdin = 5;
-constexpr unsigned char type_stdout = 6;
-constexpr unsigned char request_complete = 0;
+constexpr unsigned char type_begin_request = 1, type_abort_request = 2, type_end_request = 3, type_params = 4,
+                        type_stdin = 5, type_stdout = 6, type_get_values = 9, type_get_values_result = 10,
+                        type_unknown_type = 11;
+constexpr unsigned role_responder = 1;
+constexpr unsigned char request_complete = 0, cant_mpx_conn = 1, unknown_role = 3;  // protocolStatus
 
 std::array<char, header_size> header(unsigned char type, uint16_t id, size_t length) {
     return {static_cast<char>(version_1), static_cast<char>(type), static_cast<char>(id >> 8),
@@ -62,15 +63,6 @@ void drain_input(int fd) noexcept {
 }
 
 namespace {
-
-constexpr unsigned char type_begin_request = 1;
-constexpr unsigned char type_abort_request = 2;
-constexpr unsigned char type_get_values = 9;
-constexpr unsigned char type_get_values_result = 10;
-constexpr unsigned char type_unknown_type = 11;
-constexpr unsigned role_responder = 1;
-constexpr unsigned char cant_mpx_conn = 1;
-constexpr unsigned char unknown_role = 3;
 
 struct RecordHeader {
     unsigned version, type, request_id, content_length, padding;
