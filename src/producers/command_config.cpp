@@ -132,8 +132,9 @@ CommandSpec read_command(const std::string& name, const toml::table& table, cons
     std::map<std::string, int, std::less<>> lines;
     for (auto&& [key, node] : table) {
         auto at = fmt::format("{}:{}: commands.{}.{}", path, line_of(node), name, key.str());
+        std::string_view key_name = key.str();  // clang 14 cannot capture a structured binding
         auto known = std::find_if(std::begin(command_keys), std::end(command_keys),
-                                  [&](const CommandKey& k) { return k.key == key.str(); });
+                                  [key_name](const CommandKey& k) { return k.key == key_name; });
         if (known != std::end(command_keys)) {
             known->read(spec, node, KeyAt{path, name, at});
         } else if (auto text = scalar_text(node)) {
