@@ -5,19 +5,6 @@
 
 namespace fastsse {
 
-long long OptionValues::integer(std::string_view name) const {
-    const auto& v = text(name);
-    long long n = 0;
-    std::from_chars(v.data(), v.data() + v.size(), n);
-    return n;
-}
-
-const std::string& OptionValues::text(std::string_view name) const {
-    auto it = values_.find(name);
-    if (it == values_.end()) throw std::logic_error(fmt::format("option {} was not declared", name));
-    return it->second;
-}
-
 void check_option(const OptionSpec& spec, std::string_view value) {
     switch (spec.kind) {
     case OptionSpec::Kind::integer: {
@@ -52,28 +39,22 @@ long long checked_integer(const OptionSpec& spec, std::string_view value) {
     return n;
 }
 
-OptionValues parse_options(std::span<const std::span<const OptionSpec>> tables, const Params& given, bool as_params) {
+void check_params(std::span<const OptionSpec> table, const Params& given, bool as_params) {
     for (const auto& [name, value] : given) {
         bool found = false;
-        for (auto table : tables)
-            for (const auto& spec : table) found = found || spec.name == name;
+        for (const auto& spec : table) found = found || spec.name == name;
         if (!found) throw OptionError(fmt::format("unknown option {}", as_params ? param_name(name) : name));
     }
-    OptionValues values;
-    for (auto table : tables) {
-        for (const auto& spec : table) {
-            auto it = given.find(spec.name);
-            std::string_view value = it == given.end() ? spec.default_value : std::string_view(it->second);
-            try {
-                check_option(spec, value);
-            } catch (const OptionError& e) {
-                if (!as_params) throw;
-                throw OptionError(fmt::format("{}{}", param_name(spec.name), e.what() + spec.name.size()));
-            }
-            values.set(std::string(spec.name), std::string(value));
+    for (const auto& spec : table) {
+        auto it = given.find(spec.name);
+        std::string_view value = it == given.end() ? spec.default_value : std::string_view(it->second);
+        try {
+            check_option(spec, value);
+        } catch (const OptionError& e) {
+            if (!as_params) throw;
+            throw OptionError(fmt::format("{}{}", param_name(spec.name), e.what() + spec.name.size()));
         }
     }
-    return values;
 }
 
 std::string param_name(std::string_view option) {

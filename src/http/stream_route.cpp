@@ -2,9 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <array>
-#include <span>
-
 #include "fastsse/http/response.hpp"
 #include "fastsse/http/stream.hpp"
 
@@ -35,17 +32,18 @@ void StreamRoute::handle(Connection& c, Streams& streams) {
     auto given = r.fastsse;
     given.erase("producer");
     StreamLimits limits = settings_.limits;
-    OptionValues options;
     try {
         stream_settings().override_from(limits, given);  // FASTSSE_HEARTBEAT, FASTSSE_RETRY
-        options = parse_options(std::array{producer->options()}, given, true);
+        // The rest are the producer's, which it reads into its own fields; they are checked here
+        // too, so that a mistake is answered before a stream opens, whichever the producer.
+        check_params(producer->options(), given, true);
     } catch (const OptionError& e) {
         throw bad_param(e);
     }
 
     auto last_id = last_event_id(r);
     auto query = r.query;  // c, and r with it, moves into the stream below
-    StreamStart start{last_id, query, options, limits.retry};
+    StreamStart start{last_id, query, given, limits.retry};
     if (r.method == "HEAD") {
         // The same answer as GET would get, without starting anything.
         try {

@@ -12,15 +12,6 @@ namespace fastsse {
 
 namespace {
 
-constexpr OptionSpec clock_options[] = {
-    {"interval", OptionSpec::Kind::integer, "1000", 10, 86'400'000, {}, "ms", "time between two events"},
-    {"event", OptionSpec::Kind::text, "tick", 0, 0, {}, {}, "event name (empty: unnamed \"message\" events)"},
-    {"format", OptionSpec::Kind::choice, "unix", 0, 0, "unix|unix_ms|unix_us|json", {},
-     "data: Unix seconds, milliseconds, microseconds, or {\"time\": \"<ISO 8601>\"}"},
-    {"count", OptionSpec::Kind::integer, "0", 0, 1'000'000'000, {}, {},
-     "events per connection before the server ends the stream with a retry: hint (0: never)"},
-};
-
 // The id to continue after Last-Event-ID; a missing id, or one that is not an event number, starts
 // over at 1. Ids never pass max_event_number: after it comes 1.
 uint64_t next_id(uint64_t id) { return id >= max_event_number ? 1 : id + 1; }
@@ -30,7 +21,31 @@ uint64_t first_id(std::string_view last) {
     return n ? next_id(*n) : 1;
 }
 
+// The options as a location gives them, its event name checked as encode() would check it.
+ClockOptions read_options(const StreamStart& start) {
+    ClockOptions options;
+    clock_options().load(options, start.params, true);
+    try {
+        check_field("name", options.event);
+    } catch (const EventError& e) {
+        throw OptionError(fmt::format("event: {}", e.what()));
+    }
+    return options;
+}
+
 }  // namespace
+
+const SettingTable<ClockOptions>& clock_options() {
+    static const SettingTable<ClockOptions> table{
+        duration("interval", &ClockOptions::interval, "1000", 10, 86'400'000, "time between two events"),
+        text("event", &ClockOptions::event, "tick", "event name (empty: unnamed \"message\" events)"),
+        choice("format", &ClockOptions::format, "unix", "unix|unix_ms|unix_us|json",
+               "data: Unix seconds, milliseconds, microseconds, or {\"time\": \"<ISO 8601>\"}"),
+        integer("count", &ClockOptions::count, "0", 0, 1'000'000'000, {},
+                "events per connection before the server ends the stream with a retry: hint (0: never)"),
+    };
+    return table;
+}
 
 std::string clock_data(std::string_view format, std::chrono::system_clock::time_point t) {
     using namespace std::chrono;
@@ -53,7 +68,7 @@ class ClockProducer::Ticker {
 public:
     Ticker(ClockProducer& owner, Key key) : owner_(owner), key_(std::move(key)) {
         using namespace std::chrono;
-        interval_ = milliseconds(std::get<0>(key_));
+        interval_ = std::get<0>(key_);
         // Line ticks up with the wall clock (whole seconds for 1000 ms), as a PHP sleep(1) loop reads.
         auto wall_ms = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
         next_ = owner_.loop_.now() + milliseconds(interval_.count() - wall_ms % interval_.count());
@@ -139,7 +154,7 @@ void ClockProducer::Ticker::fire() {
     // When events arrive late, the first question is whether fastsse's own fan-out was slow.
     if (spdlog::should_log(spdlog::level::debug)) {
         std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - started;
-        spdlog::debug("clock {} ms, event '{}': sent to {} streams in {:.1f} ms", std::get<0>(key_), event_name(),
+        spdlog::debug("clock {} ms, event '{}': sent to {} streams in {:.1f} ms", interval_.count(), event_name(),
                       written, took.count());
     }
     compact();
@@ -155,24 +170,17 @@ void ClockProducer::Ticker::fire() {
 ClockProducer::ClockProducer(EventLoop& loop) : loop_(loop) {}
 ClockProducer::~ClockProducer() = default;
 
-std::span<const OptionSpec> ClockProducer::options() const { return clock_options; }
+std::span<const OptionSpec> ClockProducer::options() const { return clock_options().specs(); }
 
-void ClockProducer::check(const StreamStart& start) const {
-    try {
-        check_field("name", start.options.text("event"));
-    } catch (const EventError& e) {
-        throw OptionError(fmt::format("event: {}", e.what()));
-    }
-}
+void ClockProducer::check(const StreamStart& start) const { read_options(start); }
 
 std::unique_ptr<Subscription> ClockProducer::open(Sink& sink, const StreamStart& start) {
-    check(start);
-    const auto& name = start.options.text("event");
-    Key key{start.options.integer("interval"), name, start.options.text("format")};
+    auto options = read_options(start);
+    Key key{options.interval, std::move(options.event), std::move(options.format)};
     auto it = tickers_.find(key);
     if (it == tickers_.end()) it = tickers_.emplace(key, std::make_unique<Ticker>(*this, key)).first;
     return std::make_unique<ClockSubscription>(*this, *it->second, sink, first_id(start.last_event_id),
-                                               start.options.integer("count"), start.retry);
+                                               options.count, start.retry);
 }
 
 void ClockProducer::drop(const Key& key) {

@@ -15,12 +15,6 @@ namespace fastsse {
 
 namespace {
 
-using Kind = OptionSpec::Kind;
-
-constexpr OptionSpec producer_options[] = {
-    {"command", Kind::text, "", 0, 0, {}, {}, "name of the command, as declared in the config file's [commands.NAME]"},
-};
-
 size_t utf8_sequence_length(std::string_view s, size_t i) {
     auto c = static_cast<unsigned char>(s[i]);
     size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
@@ -36,6 +30,14 @@ size_t utf8_sequence_length(std::string_view s, size_t i) {
 }
 
 }  // namespace
+
+const SettingTable<CommandLocation>& command_location_options() {
+    static const SettingTable<CommandLocation> table{
+        text("command", &CommandLocation::command, "",
+             "name of the command, as declared in the config file's [commands.NAME]"),
+    };
+    return table;
+}
 
 std::string sanitize_utf8(std::string_view s) {
     std::string out;
@@ -334,7 +336,7 @@ void CommandProducer::stop_runs() {
     runs_.clear();
 }
 
-std::span<const OptionSpec> CommandProducer::options() const { return producer_options; }
+std::span<const OptionSpec> CommandProducer::options() const { return command_location_options().specs(); }
 
 size_t CommandProducer::running(const std::string& command) const {
     size_t n = 0;
@@ -344,10 +346,11 @@ size_t CommandProducer::running(const std::string& command) const {
 }
 
 std::pair<const CommandSpec&, std::vector<std::string>> CommandProducer::resolve(const StreamStart& start) const {
-    const auto& name = start.options.text("command");
-    if (name.empty()) throw OptionError("FASTSSE_COMMAND: name the command to run");
-    auto it = commands_.find(name);
-    if (it == commands_.end()) throw RequestError(404, fmt::format("No command named '{}'.", name));
+    CommandLocation location;
+    command_location_options().load(location, start.params, true);
+    if (location.command.empty()) throw OptionError("FASTSSE_COMMAND: name the command to run");
+    auto it = commands_.find(location.command);
+    if (it == commands_.end()) throw RequestError(404, fmt::format("No command named '{}'.", location.command));
     return {it->second, command_argv(it->second, start.query)};
 }
 

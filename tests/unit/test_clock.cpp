@@ -43,8 +43,7 @@ public:
 
     std::unique_ptr<fastsse::Subscription> open(fastsse::Sink& sink, Given given, std::string_view last_id = "",
                                                 std::chrono::milliseconds retry = 3000ms) {
-        auto values = fastsse::parse_options(std::array{clock.options()}, given);
-        fastsse::StreamStart start{last_id, {}, values, retry};
+        fastsse::StreamStart start{last_id, {}, given, retry};
         return clock.open(sink, start);
     }
 
@@ -125,16 +124,42 @@ TEST_CASE("clock_data at a fixed instant") {
 TEST_CASE("ClockProducer: the options table") {
     fastsse::EventLoop loop;
     fastsse::ClockProducer clock(loop);
-    auto values = fastsse::parse_options(std::array{clock.options()}, {});
-    CHECK(values.integer("interval") == 1000);
-    CHECK(values.text("event") == "tick");
-    CHECK(values.text("format") == "unix");
-    CHECK(values.integer("count") == 0);
-    CHECK_THROWS_AS(fastsse::parse_options(std::array{clock.options()}, Given{{"interval", "9"}}),
-                    fastsse::OptionError);
-    CHECK_THROWS_AS(fastsse::parse_options(std::array{clock.options()}, Given{{"format", "iso"}}),
-                    fastsse::OptionError);
+    std::vector<std::string> names;
+    for (const auto& spec : clock.options()) names.emplace_back(spec.name);
+    CHECK(names == std::vector<std::string>{"interval", "event", "format", "count"});
+
+    fastsse::ClockOptions options;
+    fastsse::clock_options().load(options, {});
+    CHECK(options.interval == 1000ms);
+    CHECK(options.event == "tick");
+    CHECK(options.format == "unix");
+    CHECK(options.count == 0);
+    fastsse::clock_options().load(options, Given{{"interval", "10"}, {"event", ""}, {"format", "json"}, {"count", "3"}});
+    CHECK(options.interval == 10ms);
+    CHECK(options.event == "");  // an empty name is a value, not "use the default"
+    CHECK(options.format == "json");
+    CHECK(options.count == 3);
+    CHECK_THROWS_WITH_AS(fastsse::clock_options().load(options, Given{{"interval", "9"}}, true),
+                         "FASTSSE_INTERVAL: expected an integer from 10 to 86400000 ms, got '9'", fastsse::OptionError);
+    CHECK_THROWS_WITH_AS(fastsse::clock_options().load(options, Given{{"format", "iso"}}, true),
+                         "FASTSSE_FORMAT: expected one of unix|unix_ms|unix_us|json, got 'iso'", fastsse::OptionError);
+    CHECK(options.interval == 10ms);  // a refused load changes nothing
     CHECK(clock.timers() == 0);
+}
+
+TEST_CASE("ClockProducer: a bad or unknown param is refused naming it, before anything starts") {
+    Harness h;
+    RecordingSink sink(h);
+    CHECK_THROWS_WITH_AS(h.open(sink, {{"interval", "soon"}}),
+                         "FASTSSE_INTERVAL: expected an integer from 10 to 86400000 ms, got 'soon'", fastsse::OptionError);
+    CHECK_THROWS_WITH_AS(h.open(sink, {{"intervall", "10"}}), "unknown option FASTSSE_INTERVALL", fastsse::OptionError);
+    CHECK_THROWS_WITH_AS(h.open(sink, {{"event", "a\nb"}}), "event: event name must not contain CR, LF or NUL",
+                         fastsse::OptionError);
+    fastsse::Params bad{{"count", "-1"}};
+    CHECK_THROWS_WITH_AS(h.clock.check(fastsse::StreamStart{{}, {}, bad, 3000ms}),
+                         "FASTSSE_COUNT: expected an integer from 0 to 1000000000, got '-1'", fastsse::OptionError);
+    CHECK(h.clock.timers() == 0);
+    CHECK(sink.calls.empty());
 }
 
 TEST_CASE("ClockProducer: events arrive with ids 1, 2, 3") {

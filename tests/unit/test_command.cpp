@@ -191,8 +191,8 @@ public:
 
     std::unique_ptr<fastsse::Subscription> open(fastsse::Sink& sink, const std::string& command,
                                                 std::string_view query = "", std::string_view last_id = "") {
-        auto values = fastsse::parse_options(std::array{producer.options()}, Given{{"command", command}});
-        fastsse::StreamStart start{last_id, query, values, 3000ms};
+        fastsse::Params params{{"command", command}};
+        fastsse::StreamStart start{last_id, query, params, 3000ms};
         return producer.open(sink, start);
     }
 
@@ -845,8 +845,15 @@ TEST_CASE("CommandProducer: the options table and the settings defaults") {
     fastsse::EventLoop loop;
     fastsse::ChildProcesses children(loop);
     fastsse::CommandProducer producer(loop, children);
-    auto values = fastsse::parse_options(std::array{producer.options()}, {});
-    CHECK(values.text("command") == "");
+    REQUIRE(producer.options().size() == 1);
+    CHECK(producer.options()[0].name == "command");
+    fastsse::CommandLocation location{"leftover"};
+    fastsse::command_location_options().load(location, {});
+    CHECK(location.command == "");  // none named: refused at open, naming FASTSSE_COMMAND
+    fastsse::command_location_options().load(location, {{"command", "tail"}});
+    CHECK(location.command == "tail");
+    CHECK_THROWS_WITH_AS(fastsse::command_location_options().load(location, {{"comand", "tail"}}, true),
+                         "unknown option FASTSSE_COMAND", fastsse::OptionError);
 
     auto spec = make_spec("x", {"/bin/true"});
     CHECK(spec.time_limit == 0s);

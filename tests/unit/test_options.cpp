@@ -1,8 +1,7 @@
-// Option tables: checking one value, parsing a set of given values with defaults, --help lines, and
+// Option tables: checking one value, checking a set of given values with defaults, --help lines, and
 // settings bound to their fields (SettingTable).
 #include <doctest/doctest.h>
 
-#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -12,6 +11,7 @@
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/config/options.hpp"
 #include "fastsse/producers/clock.hpp"
+#include "fastsse/producers/command.hpp"
 #include "fastsse/producers/command_config.hpp"
 #include "fastsse/config/settings.hpp"
 
@@ -41,17 +41,14 @@ std::string message(const OptionSpec& spec, std::string_view value) {
     return "(accepted)";
 }
 
-template <size_t N>
-std::string parse_error(std::array<std::span<const OptionSpec>, N> tables, const Given& given, bool as_params = false) {
+std::string params_error(std::span<const OptionSpec> table, const Given& given, bool as_params = false) {
     try {
-        fastsse::parse_options(tables, given, as_params);
+        fastsse::check_params(table, given, as_params);
     } catch (const OptionError& e) {
         return e.what();
     }
     return "(accepted)";
 }
-
-std::array<std::span<const OptionSpec>, 1> one(std::span<const OptionSpec> t) { return {t}; }
 
 }  // namespace
 
@@ -98,69 +95,42 @@ TEST_CASE("OptionError is an invalid_argument") {
     CHECK_THROWS_AS(check_option(count, "x"), std::invalid_argument);
 }
 
-TEST_CASE("parse_options: defaults filled in") {
-    auto v = fastsse::parse_options(std::array{std::span<const OptionSpec>(table_a), std::span<const OptionSpec>(table_b)},
-                                    {});
-    CHECK(v.integer("interval") == 1000);
-    CHECK(v.text("interval") == "1000");
-    CHECK(v.text("format") == "unix");
-    CHECK(v.text("event") == "tick");
-    CHECK(v.integer("count") == 0);
-    CHECK(v.integer("offset") == -3);
-    CHECK_THROWS_AS(v.text("interva"), std::logic_error);
-    CHECK_THROWS_AS(v.integer("nothing"), std::logic_error);
+TEST_CASE("check_params: the defaults and given values that fit") {
+    CHECK(params_error(table_a, {}) == "(accepted)");
+    CHECK(params_error(table_a, {{"interval", "250"}, {"event", ""}}) == "(accepted)");
+    CHECK(params_error(table_b, {{"count", "5"}, {"offset", "-10"}}) == "(accepted)");
 }
 
-TEST_CASE("parse_options: given values override defaults, from every table") {
-    Given given{{"interval", "250"}, {"event", ""}, {"count", "5"}, {"offset", "-10"}};
-    auto v = fastsse::parse_options(std::array{std::span<const OptionSpec>(table_a), std::span<const OptionSpec>(table_b)},
-                                    given);
-    CHECK(v.integer("interval") == 250);
-    CHECK(v.text("event") == "");  // an empty text is a value, not "use the default"
-    CHECK(v.text("format") == "unix");
-    CHECK(v.integer("count") == 5);
-    CHECK(v.integer("offset") == -10);
-}
-
-TEST_CASE("parse_options: a bad value names its option") {
-    CHECK(parse_error(one(table_a), {{"interval", "5"}}) ==
-          "interval: expected an integer from 10 to 86400000 ms, got '5'");
-    CHECK(parse_error(one(table_a), {{"format", "iso"}}) == "format: expected one of unix|unix_ms|json, got 'iso'");
+TEST_CASE("check_params: a bad value names its option") {
+    CHECK(params_error(table_a, {{"interval", "5"}}) == "interval: expected an integer from 10 to 86400000 ms, got '5'");
+    CHECK(params_error(table_a, {{"format", "iso"}}) == "format: expected one of unix|unix_ms|json, got 'iso'");
     SUBCASE("as a FastCGI param") {
-        CHECK(parse_error(one(table_a), {{"interval", "5"}}, true) ==
+        CHECK(params_error(table_a, {{"interval", "5"}}, true) ==
               "FASTSSE_INTERVAL: expected an integer from 10 to 86400000 ms, got '5'");
-        CHECK(parse_error(one(table_a), {{"format", "iso"}}, true) ==
+        CHECK(params_error(table_a, {{"format", "iso"}}, true) ==
               "FASTSSE_FORMAT: expected one of unix|unix_ms|json, got 'iso'");
     }
+    SUBCASE("the first bad one in the table's order") {
+        CHECK(params_error(table_a, {{"format", "iso"}, {"interval", "5"}}) ==
+              "interval: expected an integer from 10 to 86400000 ms, got '5'");
+    }
 }
 
-TEST_CASE("parse_options: defaults are checked like given values") {
+TEST_CASE("check_params: defaults are checked like given values") {
     // An integer without a default must be given.
     constexpr OptionSpec needed[] = {{"needed", Kind::integer, "", 1, 3600, {}, "s", "no default"}};
-    CHECK_THROWS_AS(fastsse::parse_options(one(needed), {}), OptionError);
-    CHECK(fastsse::parse_options(one(needed), {{"needed", "15"}}).integer("needed") == 15);
+    CHECK(params_error(needed, {}) == "needed: expected an integer from 1 to 3600 s, got ''");
+    CHECK(params_error(needed, {{"needed", "15"}}) == "(accepted)");
 }
 
-TEST_CASE("parse_options: an unknown option is an error naming it") {
-    CHECK(parse_error(one(table_a), {{"intervall", "100"}}) == "unknown option intervall");
-    CHECK(parse_error(one(table_a), {{"interval", "100"}, {"zzz", "1"}}) == "unknown option zzz");
-    CHECK(parse_error(one(table_a), {{"count", "1"}}) == "unknown option count");  // count is in table_b only
+TEST_CASE("check_params: an unknown option is an error naming it, before any bad value") {
+    CHECK(params_error(table_a, {{"intervall", "100"}}) == "unknown option intervall");
+    CHECK(params_error(table_a, {{"interval", "100"}, {"zzz", "1"}}) == "unknown option zzz");
+    CHECK(params_error(table_a, {{"count", "1"}}) == "unknown option count");  // count is in table_b only
+    CHECK(params_error(table_a, {{"interval", "5"}, {"zzz", "1"}}) == "unknown option zzz");
     SUBCASE("as a FastCGI param") {
-        CHECK(parse_error(one(table_a), {{"intervall", "100"}}, true) == "unknown option FASTSSE_INTERVALL");
+        CHECK(params_error(table_a, {{"intervall", "100"}}, true) == "unknown option FASTSSE_INTERVALL");
     }
-    SUBCASE("with several tables") {
-        auto both = std::array{std::span<const OptionSpec>(table_a), std::span<const OptionSpec>(table_b)};
-        CHECK(parse_error(both, {{"count", "1"}, {"interval", "100"}}) == "(accepted)");
-        CHECK(parse_error(both, {{"count", "1"}, {"typo", "1"}}) == "unknown option typo");
-    }
-}
-
-// Each given name is looked up once, whichever tables declare it: a shared name cannot hide a typo.
-TEST_CASE("parse_options: a typo is caught even when two tables share an option name") {
-    constexpr OptionSpec first[] = {interval};
-    constexpr OptionSpec second[] = {interval, count};
-    auto tables = std::array{std::span<const OptionSpec>(first), std::span<const OptionSpec>(second)};
-    CHECK(parse_error(tables, {{"interval", "100"}, {"typo", "1"}}) == "unknown option typo");
 }
 
 TEST_CASE("param_name") {
@@ -192,13 +162,14 @@ TEST_CASE("describe: one help line per option") {
 TEST_CASE("every declared default passes its own check") {
     fastsse::EventLoop loop;
     fastsse::ClockProducer clock(loop);
-    for (auto table : {fastsse::settings_table().specs(), fastsse::command_settings().specs(), clock.options()}) {
+    for (auto table : {fastsse::settings_table().specs(), fastsse::command_settings().specs(), clock.options(),
+                       fastsse::command_location_options().specs()}) {
         for (const auto& spec : table) {
             CAPTURE(spec.name);
             CHECK_NOTHROW(check_option(spec, spec.default_value));
         }
     }
-    CHECK_NOTHROW(fastsse::parse_options(one(fastsse::settings_table().specs()), {}));
+    CHECK_NOTHROW(fastsse::check_params(fastsse::settings_table().specs(), {}));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -322,6 +293,20 @@ TEST_CASE("SettingTable: load() takes the defaults, then the given values; an un
     } catch (const OptionError& e) {
         CHECK(std::string(e.what()) == "unknown option zzz");
     }
+}
+
+TEST_CASE("SettingTable: a load() refused changes nothing, and names FastCGI params as such") {
+    using namespace std::chrono_literals;
+    Bound b;
+    bound_table().load(b, {{"count", "1"}});
+    CHECK_THROWS_WITH_AS(bound_table().load(b, {{"count", "2"}, {"wait", "x"}}, true),
+                         "FASTSSE_WAIT: expected an integer from 0 to 10000 ms, got 'x'", OptionError);
+    CHECK_THROWS_WITH_AS(bound_table().load(b, {{"count", "2"}, {"cuont", "1"}}, true), "unknown option FASTSSE_CUONT",
+                         OptionError);
+    CHECK_THROWS_WITH_AS(bound_table().load(b, {{"count", "2"}, {"wait", "x"}}),
+                         "wait: expected an integer from 0 to 10000 ms, got 'x'", OptionError);
+    CHECK(b.count == 1);
+    CHECK(b.wait == 250ms);
 }
 
 TEST_CASE("SettingTable: a location overrides only the settings marked per_location") {

@@ -38,25 +38,14 @@ public:
 // Option values by name, as given (FastCGI params, a config table's scalars).
 using Params = std::map<std::string, std::string, std::less<>>;
 
-// Checked values of one option table.
-class OptionValues {
-public:
-    long long integer(std::string_view name) const;
-    const std::string& text(std::string_view name) const;
-    void set(std::string name, std::string value) { values_[std::move(name)] = std::move(value); }
-
-private:
-    std::map<std::string, std::string, std::less<>> values_;
-};
-
 // Checks one value against its spec; throws OptionError("interval: expected an integer ...").
 void check_option(const OptionSpec& spec, std::string_view value);
 
-// The given values (by option name) checked against the tables, defaults filled in.
-// Names present in no table are an error (a typo in a config must not pass silently);
-// as_params names them in errors by their FastCGI param (FASTSSE_INTERVAL).
-OptionValues parse_options(std::span<const std::span<const OptionSpec>> tables, const Params& given,
-                           bool as_params = false);
+// Checks the given values (by option name) against one table, defaults included, storing nothing.
+// A name the table does not declare is an error before any value is (a typo in a config must not
+// pass silently); then each value, given or default, in the table's order. as_params names them in
+// errors by their FastCGI param (FASTSSE_INTERVAL).
+void check_params(std::span<const OptionSpec> table, const Params& given, bool as_params = false);
 
 // The FastCGI param that sets a per-location option: "interval" is FASTSSE_INTERVAL.
 std::string param_name(std::string_view option);
@@ -204,13 +193,14 @@ public:
         for (const auto& spec : specs_) set(target, spec.name, spec.default_value);
     }
 
-    // The defaults, then the given values; a name no setting has is an error before any value is.
-    void load(T& target, const Params& given) const {
-        for (const auto& [name, value] : given)
-            if (!find(name)) throw OptionError("unknown option " + name);
-        set_defaults(target);
-        for (const auto& spec : specs_)
-            if (auto it = given.find(spec.name); it != given.end()) set(target, spec.name, it->second);
+    // Each setting's given value, else its default, stored in its field once check_params has
+    // passed them all: a bad name or value changes nothing.
+    void load(T& target, const Params& given, bool as_params = false) const {
+        check_params(specs_, given, as_params);
+        for (size_t i = 0; i < specs_.size(); ++i) {
+            auto it = given.find(specs_[i].name);
+            stores_[i](target, it == given.end() ? specs_[i].default_value : std::string_view(it->second));
+        }
     }
 
     // A location's FastCGI params that override settings of `target` are stored there and taken

@@ -1,6 +1,7 @@
 #pragma once
 // The clock producer: an event every interval, as Hoa's `$server->tick->send(time())` loop and
 // MDN's ssedemo.php "ping". Streams with the same interval, name and format share one timer.
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -10,6 +11,17 @@
 #include "fastsse/producers/producer.hpp"
 
 namespace fastsse {
+
+// A location's clock, from its FASTSSE_INTERVAL, FASTSSE_EVENT, FASTSSE_FORMAT and FASTSSE_COUNT.
+struct ClockOptions {
+    std::chrono::milliseconds interval{0};
+    std::string event;    // empty: unnamed "message" events
+    std::string format;   // a clock_data() format
+    long long count = 0;  // events before the server ends the stream; 0: never
+};
+
+// The clock's per-location options, each bound to its field of ClockOptions.
+const SettingTable<ClockOptions>& clock_options();
 
 class ClockProducer final : public Producer {
 public:
@@ -26,7 +38,7 @@ public:
 private:
     friend class Ticker;
     friend class ClockSubscription;
-    using Key = std::tuple<long long, std::string, std::string>;  // interval, event name, format
+    using Key = std::tuple<std::chrono::milliseconds, std::string, std::string>;  // interval, event name, format
     void drop(const Key& key);  // forgets the ticker of `key` if no stream uses it any more
 
     EventLoop& loop_;

@@ -40,6 +40,14 @@ private:
     bool flushed_ = false;  // the last line went out by flush(): its line break may still come
 };
 
+// A location's command: its FASTSSE_COMMAND param.
+struct CommandLocation {
+    std::string command;  // a [commands.NAME] of the config file; empty: none named
+};
+
+// The command producer's per-location options, each bound to its field of CommandLocation.
+const SettingTable<CommandLocation>& command_location_options();
+
 class CommandProducer final : public Producer {
 public:
     CommandProducer(EventLoop& loop, ChildProcesses& children);

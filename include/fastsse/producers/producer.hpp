@@ -54,14 +54,19 @@ public:
 struct StreamStart {
     std::string_view last_event_id;     // Last-Event-ID or lastEventId; the producer decides how to resume
     std::string_view query;             // the request's query string, for producers that take parameters
-    const OptionValues& options;        // the location's FASTSSE_* options, checked, defaults filled in
+    // The location's own FASTSSE_<NAME> params for the producer, by option name ("interval"): all
+    // but FASTSSE_PRODUCER and the stream settings (FASTSSE_HEARTBEAT, FASTSSE_RETRY). The producer
+    // reads them into its fields with the table its options() come from (SettingTable::load).
+    const Params& params;
     std::chrono::milliseconds retry;    // the location's retry hint, for a stream the producer ends
 };
 
 class Producer {
 public:
     virtual ~Producer() = default;
-    // The options a location may set as FASTSSE_<NAME> params.
+    // The options a location may set as FASTSSE_<NAME> params. Before a stream opens, the route
+    // checks a location's params against them (check_params): an unknown or bad one is answered
+    // there, as the admin's mistake, for every producer.
     virtual std::span<const OptionSpec> options() const = 0;
     // Checks what open() would check, starting nothing: a HEAD request gets the answer a GET would.
     // Throws as open() does; the default accepts everything.
