@@ -74,7 +74,8 @@ private:
             auto [it, added] = by_id_.try_emplace(id, SameId{seq, seq});
             if (!added) at(std::exchange(it->second.newest, seq)).next_same_id = seq;
         }
-        while (!history_.empty() && (history_.size() > limits_.max_events || bytes_ > limits_.max_bytes)) forget_oldest();
+        while (!history_.empty() && (history_.size() > limits_.max_events || bytes_ > limits_.max_bytes))
+            forget_oldest();
     }
 
     void forget_oldest() noexcept {

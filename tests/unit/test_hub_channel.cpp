@@ -154,7 +154,8 @@ TEST_CASE("Hub channel: each subscriber gets the updates its Interest wants, all
     CHECK(nothing.asked == 3);
 
     // The event's fields as given: type, data, id, retry.
-    channel.publish(Event{"book", "{\"title\": 1}", "u4", 2500}, UpdateMeta{std::vector<std::string>{"https://example.com/books/1"}});
+    std::vector<std::string> topics{"https://example.com/books/1"};
+    channel.publish(Event{"book", "{\"title\": 1}", "u4", 2500}, UpdateMeta{topics});
     REQUIRE(sb.calls.size() == 2);
     CHECK(sb.calls[1].encoded == "event: book\ndata: {\"title\": 1}\nid: u4\nretry: 2500\n\n");
 }
@@ -166,8 +167,10 @@ TEST_CASE("Hub channel: a private update reaches only the subscribers allowed to
     Topics anonymous({t}), owner({t}, {t}), other_user({t}, {"https://example.com/users/8/messages"}),
         alternate({t}, {"https://example.com/users/7"});
     Sink sanon, sowner, sother, salt;
-    auto s1 = channel.subscribe(sanon, std::nullopt, &anonymous), s2 = channel.subscribe(sowner, std::nullopt, &owner),
-         s3 = channel.subscribe(sother, std::nullopt, &other_user), s4 = channel.subscribe(salt, std::nullopt, &alternate);
+    auto s1 = channel.subscribe(sanon, std::nullopt, &anonymous);
+    auto s2 = channel.subscribe(sowner, std::nullopt, &owner);
+    auto s3 = channel.subscribe(sother, std::nullopt, &other_user);
+    auto s4 = channel.subscribe(salt, std::nullopt, &alternate);
 
     publish(channel, {"public", {t}});
     publish(channel, {"private", {t}, true});
@@ -397,8 +400,10 @@ size_t allocations_for_one_publish(size_t n) {
     Topics wanted({"https://example.com/books/1"}), other({"https://example.com/books/2"});
     std::vector<CountingSink> sinks(n);
     std::vector<ChannelSubscription> subs;
-    for (size_t i = 0; i < n; ++i) subs.push_back(channel.subscribe(sinks[i], std::nullopt, i % 2 ? &other : &wanted).subscription);
-    Update u{"urn:uuid:5e94c686-2c0b-4f9b-958c-92ccc3bbb4eb", {"https://example.com/books/1", "https://example.com/authors/1"}};
+    for (size_t i = 0; i < n; ++i)
+        subs.push_back(channel.subscribe(sinks[i], std::nullopt, i % 2 ? &other : &wanted).subscription);
+    Update u{"urn:uuid:5e94c686-2c0b-4f9b-958c-92ccc3bbb4eb",
+             {"https://example.com/books/1", "https://example.com/authors/1"}};
     u.data = std::string(200, 'd');
     publish(channel, u);  // the history and the map have room from now on
     auto before = allocations;

@@ -113,7 +113,11 @@ struct Joined {
 
 // One channel. What differs between stores is where the history lives, so publish() and
 // subscribe() are theirs; the subscribers are always streams of this process, and their fan-out is
-// here, shared by every store.
+// here, shared by every store. subscribe() answers at once (its Resume goes into the response's
+// headers): a store whose history is elsewhere, such as Redis Streams, reads that stream anyway to
+// fan out what other processes publish, and keeps its newest entries (within the same limits, with
+// their meta) in the process for replays and id look-ups; its publish() fans out when the entry
+// comes back from the stream, so that every process sends the updates in the stream's order.
 class Channel {
 public:
     Channel() = default;
