@@ -17,9 +17,9 @@ void ChannelSubscription::reset() noexcept {
     if (channel_) std::exchange(channel_, nullptr)->remove_subscriber(token_);
 }
 
-ChannelSubscription Channel::add_subscriber(Sink& sink) {
+ChannelSubscription Channel::add_subscriber(Sink& sink, const Interest* interest) {
     auto token = next_token_++;
-    slots_.push_back({token, &sink});
+    slots_.push_back({token, &sink, interest});
     return ChannelSubscription(this, token);
 }
 
@@ -51,17 +51,19 @@ void Channel::each_subscriber(Fn fn) {
         }
     } walk(*this);
     // Only those there when it began: one that joins meanwhile got this event from the history, or
-    // came too late for it.
+    // came too late for it. A copy of the slot: fn may add one, and slots_ move.
     for (size_t i = 0, n = slots_.size(); i < n; ++i)
-        if (auto* sink = slots_[i].sink) fn(*sink);
+        if (Slot slot = slots_[i]; slot.sink) fn(slot);
 }
 
-void Channel::fan_out(std::string_view sse_bytes) {
-    each_subscriber([sse_bytes](Sink& sink) { sink.send_encoded(sse_bytes); });
+void Channel::fan_out(std::string_view sse_bytes, const UpdateMeta& meta) {
+    each_subscriber([sse_bytes, &meta](const Slot& s) {
+        if (!s.interest || s.interest->wants(meta)) s.sink->send_encoded(sse_bytes);
+    });
 }
 
 void Channel::finish(std::optional<std::chrono::milliseconds> retry) {
-    each_subscriber([retry](Sink& sink) { sink.finish(retry); });
+    each_subscriber([retry](const Slot& s) { s.sink->finish(retry); });
 }
 
 }  // namespace fastsse

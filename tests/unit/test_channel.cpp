@@ -191,19 +191,26 @@ TEST_CASE("Channel: replay after an id: the events after it, or all of them when
     CHECK(s.ids() == ids(6, 7));
 }
 
-TEST_CASE("Channel: an id given twice stands for its newest event") {
+// Mercure 1.0 ("Reconnection, State Reconciliation, and Event Sourcing"): an id shared by several
+// updates in the history resolves to the earliest of them, and every update after it is sent, the
+// later ones with the same id too. A client may get an event twice; it never misses one.
+TEST_CASE("Channel: an id given twice stands for its oldest event still kept") {
     MemoryStore store;
     auto& channel = store.channel("c", HistoryLimits{3});
     channel.publish(line("same", "1"));
     channel.publish(line("other", "2"));
     channel.publish(line("same", "3"));
-    CHECK(replayed(channel, "same").empty());
-    // The first "same" leaves the history; the second still counts.
+    CHECK(replayed(channel, "same") == (std::vector<std::string>{"other", "same"}));
+    // The first "same" leaves the history; the second one counts now.
     channel.publish(line("last", "4"));
     CHECK(replayed(channel, "same") == std::vector<std::string>{"last"});
     channel.publish(line("x", "5"));
     channel.publish(line("y", "6"));  // now the second "same" is gone too
     CHECK(replayed(channel, "same") == (std::vector<std::string>{"last", "x", "y"}));
+    // Given a third time, alone: it stands for that one.
+    channel.publish(line("same", "7"));
+    CHECK(replayed(channel, "same").empty());
+    CHECK(replayed(channel, "x") == (std::vector<std::string>{"y", "same"}));
 }
 
 TEST_CASE("Channel: a subscriber with little room gets only the newest events that fit") {

@@ -7,10 +7,17 @@
 // Ids are opaque text, chosen by whoever makes them (the publisher now; a store such as Redis
 // Streams, or a hub, later): a channel never reads a number out of one. A subscriber resumes after
 // the id it saw last, or gets the whole history when that id is not in it.
+//
+// An event may carry where it goes (UpdateMeta: a Mercure update's topics and private flag), and a
+// subscriber may say what it wants of them (an Interest): the hub's subscribers share one channel
+// and each gets, live and in its replay, only what its topic selectors and token let it see. A
+// command's events carry nothing and its subscribers want everything.
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -25,7 +32,53 @@ namespace fastsse {
 // resume after them.
 struct HistoryLimits {
     size_t max_events = 0;        // 0: no history
-    size_t max_bytes = SIZE_MAX;  // of encoded events
+    size_t max_bytes = SIZE_MAX;  // of encoded events and their topics
+};
+
+// Where an update goes, as an Interest sees it: never its bytes. A command's events have none of
+// it (no topics, public).
+struct UpdateMeta {
+    std::span<const std::string> topics;  // the canonical topic first, then the alternates
+    bool is_private = false;              // Mercure's `private`: only for subscribers allowed to see it
+};
+
+// What one subscriber wants: asked once per publish for each subscriber that has one, and once per
+// history entry in its replay, so that a replay after an id lets through exactly what a live
+// subscriber would have got. It decides from the update alone (pure, no side effect: it must not
+// publish, subscribe or leave), and it is the only work a publish does per subscriber besides the
+// send: it should not allocate. It must outlive the subscription it was given to.
+class Interest {
+public:
+    virtual bool wants(const UpdateMeta& update) const = 0;
+
+protected:
+    ~Interest() = default;
+};
+
+// The resume point that asks for the whole history, as Mercure reserves it ("Reconnection, State
+// Reconciliation and Event Sourcing": the value `earliest` asks the hub for all the updates it
+// has). Mercure forbids a publisher to give an update this id; a channel keeps one that has it, but
+// nobody can resume after it.
+inline constexpr std::string_view earliest_id = "earliest";
+
+// What a subscriber's replay did with the id it came back with: what a Mercure hub answers in the
+// `Last-Event-ID` response header (0.x, draft 07) and `Mercure-Last-Event-ID` (1.0, draft 08). The
+// spec's section "Reconnection, State Reconciliation and Event Sourcing", in short: the hub sets
+// the header whenever the request gave an id; its value is the id of the event just before the
+// first one sent to the subscriber, or `earliest` when there is none before it (the history is
+// empty, the subscriber asked for `earliest`, or the id it gave does not exist or was discarded),
+// so that a subscriber comparing it with the id it sent can tell it missed updates. Mercure's own
+// hub names only events the subscriber may read; so does this: an event the Interest does not want
+// is never named, and when the requested id was found, it stands for the unwanted events after it.
+struct Resume {
+    // The requested id named an event in the history (`earliest` names none).
+    bool found = false;
+    // The id before the first event sent, in the sense above: the requested id when it was found and
+    // everything wanted after it fitted in the sink's room(); the newest wanted event left out for
+    // lack of room when some were; otherwise earliest_id. Empty when no id was given (no replay,
+    // nothing to answer).
+    std::string last_event_id;
+    size_t replayed = 0;  // events sent from the history
 };
 
 class Channel;
@@ -52,9 +105,19 @@ private:
     uint64_t token_ = 0;
 };
 
+// What subscribe() gives a subscriber with an Interest: its place, and the answer for its headers.
+struct Joined {
+    ChannelSubscription subscription;
+    Resume resume;
+};
+
 // One channel. What differs between stores is where the history lives, so publish() and
 // subscribe() are theirs; the subscribers are always streams of this process, and their fan-out is
-// here, shared by every store.
+// here, shared by every store. subscribe() answers at once (its Resume goes into the response's
+// headers): a store whose history is elsewhere, such as Redis Streams, reads that stream anyway to
+// fan out what other processes publish, and keeps its newest entries (within the same limits, with
+// their meta) in the process for replays and id look-ups; its publish() fans out when the entry
+// comes back from the stream, so that every process sends the updates in the stream's order.
 class Channel {
 public:
     Channel() = default;
@@ -62,13 +125,29 @@ public:
     Channel& operator=(const Channel&) = delete;
     virtual ~Channel() = default;
 
-    // Encodes `event` once, keeps it in the history (when it has an id), and sends the same bytes to
-    // every subscriber. Throws EventError for a bad name or id: then nothing is kept or sent.
-    virtual void publish(const Event& event) = 0;
+    // Encodes `event` once, keeps it in the history with `meta` (when it has an id), and sends the
+    // same bytes to every subscriber whose Interest wants `meta` (and to those without one). Throws
+    // EventError for a bad name or id: then nothing is kept or sent. A sink may publish from inside
+    // its send; that event goes out (to everyone there) before this one reaches the later subscribers.
+    virtual void publish(const Event& event, const UpdateMeta& meta) = 0;
+    // An event for everyone: no topics, public.
+    void publish(const Event& event) { publish(event, UpdateMeta{}); }
 
-    // Sends `sink` the history after `last_id` (all of it when last_id is empty or not there), only
-    // the newest events that fit in its room(), then everything published from now on.
-    [[nodiscard]] virtual ChannelSubscription subscribe(Sink& sink, std::string_view last_id) = 0;
+    // Sends `sink` the history after `last_id`, then everything published from now on; both only
+    // what `interest` wants (everything when it is null; it must outlive the subscription).
+    // - no last_id: no history, only what comes next (a Mercure subscriber that gave no id);
+    // - an id in the history: the events after it; an id given to several events stands for the
+    //   oldest of them still kept (Mercure 1.0 requires it: a subscriber may get an event twice,
+    //   never lose one);
+    // - earliest_id, an empty id, or one not in the history (another channel's, pushed out, never
+    //   given): all of it.
+    // Of those, only the newest that fit in the sink's room(): more would drop it at once.
+    [[nodiscard]] virtual Joined subscribe(Sink& sink, std::optional<std::string_view> last_id,
+                                           const Interest* interest) = 0;
+    // The command producer's way: everything, and the whole history when last_id is empty or not in it.
+    [[nodiscard]] ChannelSubscription subscribe(Sink& sink, std::string_view last_id) {
+        return subscribe(sink, std::optional(last_id), nullptr).subscription;
+    }
 
     // Ends every subscriber's stream (Sink::finish). They stay subscribed until they go.
     void finish(std::optional<std::chrono::milliseconds> retry);
@@ -76,11 +155,12 @@ public:
     size_t subscribers() const noexcept { return slots_.size() - holes_; }
 
 protected:
-    // Adds `sink` to the fan-out: it gets what fan_out() sends from now on.
-    ChannelSubscription add_subscriber(Sink& sink);
-    // The same bytes to every subscriber there was when it began. A subscriber may leave during it
-    // (its subscription reset or destroyed, before its Sink) and one may join (it gets none of them).
-    void fan_out(std::string_view sse_bytes);
+    // Adds `sink` to the fan-out: it gets what fan_out() sends from now on that `interest` wants.
+    ChannelSubscription add_subscriber(Sink& sink, const Interest* interest);
+    // The same bytes to every subscriber there was when it began that wants `meta`. A subscriber
+    // may leave during it (its subscription reset or destroyed, before its Sink) and one may join
+    // (it gets none of them). Allocates nothing.
+    void fan_out(std::string_view sse_bytes, const UpdateMeta& meta);
 
 private:
     friend class ChannelSubscription;
@@ -94,6 +174,7 @@ private:
     struct Slot {
         uint64_t token;
         Sink* sink;
+        const Interest* interest;  // null: everything
     };
     std::vector<Slot> slots_;
     size_t holes_ = 0;
