@@ -50,6 +50,26 @@ inline bool run_loop_until(fastsse::EventLoop& loop, const std::function<bool()>
     return done();
 }
 
+// A producer test's loop, run until a condition holds: checked after each call of a sink that
+// notify()s (so the loop stops at the very call that made it true), and every 2 ms.
+class LoopWaiter {
+public:
+    explicit LoopWaiter(fastsse::EventLoop& loop) : loop_(loop) {}
+    bool run_until(std::function<bool()> done, std::chrono::milliseconds deadline = std::chrono::seconds(10)) {
+        done_ = std::move(done);
+        bool ok = run_loop_until(loop_, done_, deadline);
+        done_ = nullptr;
+        return ok;
+    }
+    void notify() {
+        if (done_ && done_()) loop_.stop();
+    }
+
+private:
+    fastsse::EventLoop& loop_;
+    std::function<bool()> done_;
+};
+
 // One event as a producer sent it, copied out of the Event's views.
 struct Sent {
     std::string event;
@@ -139,6 +159,27 @@ public:
 
 private:
     std::function<void()> on_call_;
+};
+
+// A sink for channel tests: it also remembers where the bytes it was given live (one encoding
+// shared by every subscriber has one address), and may do something more when it is sent an event
+// (leave, make another leave, subscribe another, publish).
+class ChannelSink final : public RecordingSink {
+public:
+    ChannelSink() : RecordingSink([] {}) {}
+    void send_encoded(std::string_view sse_bytes) override {
+        where.push_back(sse_bytes.data());
+        RecordingSink::send_encoded(sse_bytes);
+        if (on_send) on_send();
+    }
+    std::vector<std::string> ids() const {
+        std::vector<std::string> out;
+        for (auto& c : calls)
+            if (!c.finished) out.push_back(c.sent.id.value_or("<none>"));
+        return out;
+    }
+    std::vector<const char*> where;
+    std::function<void()> on_send;
 };
 
 // FastCGI records as a web server reads them back from fastsse.

@@ -17,29 +17,10 @@ using fastsse::ChannelSubscription;
 using fastsse::Event;
 using fastsse::HistoryLimits;
 using fastsse::MemoryStore;
-using fastsse_test::RecordingSink;
 
 namespace {
 
-// A sink that also remembers where the bytes it was given live, and may do something more when
-// it is sent an event (leave, make another leave, subscribe another).
-class Sink final : public RecordingSink {
-public:
-    Sink() : RecordingSink([] {}) {}
-    void send_encoded(std::string_view sse_bytes) override {
-        where.push_back(sse_bytes.data());
-        RecordingSink::send_encoded(sse_bytes);
-        if (on_send) on_send();
-    }
-    std::vector<std::string> ids() const {
-        std::vector<std::string> out;
-        for (auto& c : calls)
-            if (!c.finished) out.push_back(c.sent.id.value_or("<none>"));
-        return out;
-    }
-    std::vector<const char*> where;
-    std::function<void()> on_send;
-};
+using Sink = fastsse_test::ChannelSink;
 
 // The Event views its arguments: use it within the full expression that makes them.
 Event line(const std::string& id, const std::string& data) { return Event{"line", data, id, std::nullopt}; }

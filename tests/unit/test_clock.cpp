@@ -48,27 +48,13 @@ public:
     }
 
     // Runs the loop until done() holds (checked after every Sink call), or until the deadline.
-    bool run_until(std::function<bool()> done, std::chrono::seconds deadline = 10s) {
-        if (done()) return true;
-        done_ = std::move(done);
-        bool timed_out = false;
-        auto guard = loop.call_after(deadline, [&] {
-            timed_out = true;
-            loop.stop();
-        });
-        loop.run();
-        bool ok = done_();
-        done_ = nullptr;
-        if (timed_out) MESSAGE("the loop ran into its deadline");
-        return ok;
+    bool run_until(std::function<bool()> done, std::chrono::milliseconds deadline = 10s) {
+        return waiter_.run_until(std::move(done), deadline);
     }
-
-    void notify() {
-        if (done_ && done_()) loop.stop();
-    }
+    void notify() { waiter_.notify(); }
 
 private:
-    std::function<bool()> done_;
+    fastsse_test::LoopWaiter waiter_{loop};
 };
 
 RecordingSink::RecordingSink(Harness& h) : fastsse_test::RecordingSink([&h] { h.notify(); }) {}

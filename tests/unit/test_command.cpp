@@ -199,18 +199,12 @@ public:
     // Runs the loop until done() holds (checked after every Sink call and every 2 ms), or until
     // the deadline.
     bool run_until(std::function<bool()> done, std::chrono::milliseconds deadline = 10s) {
-        done_ = std::move(done);  // notify() stops the loop as soon as a Sink call makes it true
-        bool ok = fastsse_test::run_loop_until(loop, done_, deadline);
-        done_ = nullptr;
-        return ok;
+        return waiter_.run_until(std::move(done), deadline);
     }
-
-    void notify() {
-        if (done_ && done_()) loop.stop();
-    }
+    void notify() { waiter_.notify(); }
 
 private:
-    std::function<bool()> done_;
+    fastsse_test::LoopWaiter waiter_{loop};
 };
 
 RecordingSink::RecordingSink(Harness& h) : fastsse_test::RecordingSink([&h] { h.notify(); }) {}

@@ -50,7 +50,6 @@ using fastsse::Interest;
 using fastsse::Joined;
 using fastsse::MemoryStore;
 using fastsse::UpdateMeta;
-using fastsse_test::RecordingSink;
 
 namespace {
 
@@ -89,23 +88,7 @@ void publish(Channel& channel, const Update& u) {
     channel.publish(Event{u.type, u.data, u.id, std::nullopt}, UpdateMeta{u.topics, u.is_private});
 }
 
-class Sink final : public RecordingSink {
-public:
-    Sink() : RecordingSink([] {}) {}
-    void send_encoded(std::string_view sse_bytes) override {
-        where.push_back(sse_bytes.data());
-        RecordingSink::send_encoded(sse_bytes);
-        if (on_send) on_send();
-    }
-    std::vector<std::string> ids() const {
-        std::vector<std::string> out;
-        for (auto& c : calls)
-            if (!c.finished) out.push_back(c.sent.id.value_or("<none>"));
-        return out;
-    }
-    std::vector<const char*> where;
-    std::function<void()> on_send;
-};
+using Sink = fastsse_test::ChannelSink;
 
 using Ids = std::vector<std::string>;
 
