@@ -54,9 +54,10 @@ struct Program;
 
 // One compiled selector. URL patterns support: literal text, `\`-escapes, named groups `:name`
 // (one or more characters, not crossing a '/' in the path nor a '.' in the host), and `*` (any
-// text, even empty), in the protocol, host, port, path, search (`?`) and hash (`#`); a string
+// text, even empty), in the protocol, host, port, path, search (`?`) and hash (`#`). An absolute
 // pattern leaves user name, password, search and hash as `*` when it does not give them, and the
-// port as the default one. Regexp groups `(...)`, `{...}` groups and the modifiers `?`, `+`, `*`
+// port as the default one; a relative one ("/books/:id") takes what precedes the path from the
+// hub's URL. Regexp groups `(...)`, `{...}` groups and the modifiers `?`, `+`, `*`
 // after a group are refused with a reason. Topics are compared as URLs after a light
 // canonicalisation (scheme and host lower-cased, a default port dropped, an empty path of an
 // http(s)/ws(s) URL made "/"); no IDNA, no dot segments, no re-encoding.
