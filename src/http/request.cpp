@@ -36,29 +36,6 @@ std::optional<double> parse_q(std::string_view s) {
     return q <= 1.0 ? std::optional(q) : std::nullopt;
 }
 
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-std::string percent_decode(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    for (size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '+') {
-            out += ' ';
-        } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-            out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
-            i += 2;
-        } else {
-            out += s[i];
-        }
-    }
-    return out;
-}
-
 }  // namespace
 
 Request request_from_env(const char* const* envp) {
@@ -125,6 +102,32 @@ bool accepts_event_stream(std::optional<std::string_view> accept) {
     return best_specificity >= 0 && best_q > 0;
 }
 
+std::optional<std::string> form_decode(std::string_view s, BadEscape bad) {
+    auto hex_value = [](char c) {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '+') {
+            out += ' ';
+        } else if (s[i] != '%') {
+            out += s[i];
+        } else if (i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+            out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+            i += 2;
+        } else if (bad == BadEscape::reject) {
+            return std::nullopt;
+        } else {
+            out += '%';
+        }
+    }
+    return out;
+}
+
 std::optional<std::string> query_param(std::string_view query, std::string_view name) {
     while (!query.empty()) {
         auto amp = query.find('&');
@@ -133,8 +136,8 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
         auto eq = pair.find('=');
         // Most names need no decoding: a query of many pairs then costs no allocation per pair.
         auto raw = pair.substr(0, eq);
-        if (raw.find_first_of("%+") == std::string_view::npos ? raw != name : percent_decode(raw) != name) continue;
-        return eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1));
+        if (raw.find_first_of("%+") == std::string_view::npos ? raw != name : *form_decode(raw, BadEscape::keep) != name) continue;
+        return eq == std::string_view::npos ? std::string() : form_decode(pair.substr(eq + 1), BadEscape::keep);
     }
     return std::nullopt;
 }

@@ -50,6 +50,15 @@ struct RequestError : std::runtime_error {
 // The most specific matching range decides; a missing or empty header accepts.
 bool accepts_event_stream(std::optional<std::string_view> accept);
 
+// What to do with a '%' not followed by two hex digits. WHATWG's form decoding keeps it as it is
+// (`keep`); Go's url.ParseQuery, which Mercure's hub uses, refuses the whole form (`reject`).
+enum class BadEscape { keep, reject };
+
+// Decodes one name or value of application/x-www-form-urlencoded text (a query or a form body):
+// '+' is a space, %XX the byte XX. nullopt only with BadEscape::reject, on a bad escape.
+// The one decoder: query_param and parse_form (hub/form.hpp) both use it.
+std::optional<std::string> form_decode(std::string_view s, BadEscape bad);
+
 // One query parameter, percent-decoded ('+' is a space); nullopt when absent.
 std::optional<std::string> query_param(std::string_view query, std::string_view name);
 
