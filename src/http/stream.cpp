@@ -44,26 +44,26 @@ std::string_view to_string(CloseReason reason) {
 
 Stream::Stream(EventLoop& loop, StreamOwner& owner, uint64_t id, Connection connection, StreamLimits limits,
                std::string what)
-    : loop_(loop), owner_(owner), id_(id), conn_(std::move(connection)), limits_(limits), what_(std::move(what)),
-      opened_(loop.now()), last_output_(opened_) {
-    // A stream never reads the request body: up to max_body bytes are not kept for its whole life.
-    std::string().swap(conn_.body);
+    : loop_(loop), owner_(owner), id_(id), fd_(std::move(connection.fd)), request_id_(connection.request_id),
+      limits_(limits), what_(std::move(what)), opened_(loop.now()), last_output_(opened_) {
+    // Only the socket and the request id are kept: the request's params and body (hundreds of bytes
+    // of heap, up to max_body) would otherwise stay for the stream's whole life, times every stream.
 }
 
 Stream::~Stream() {
     work_.reset();  // stop the producer's work first: it may still hold this Sink
-    if (state_ != State::closed) loop_.remove(conn_.fd.get());
-    if (conn_.fd) fastcgi::drain_input(conn_.fd.get());
+    if (state_ != State::closed) loop_.remove(fd_.get());
+    if (fd_) fastcgi::drain_input(fd_.get());
 }
 
 void Stream::begin(std::unique_ptr<Subscription> work) {
     work_ = std::move(work);
     if (state_ == State::closed) return;
     std::string head;
-    fastcgi::append_stdout(head, conn_.request_id,
+    fastcgi::append_stdout(head, request_id_,
                            fmt::format("{}{}\r\n{}", status_ok, event_stream_headers, opening_comment));
     pending_.insert(0, head);
-    loop_.add(conn_.fd.get(), EPOLLIN | EPOLLRDHUP, this);
+    loop_.add(fd_.get(), EPOLLIN | EPOLLRDHUP, this);
     spdlog::info("stream {} opened: {}", id_, what_);
     if (state_ == State::opening) state_ = State::open;
     flush();
@@ -75,7 +75,10 @@ void Stream::begin(std::unique_ptr<Subscription> work) {
 void Stream::reject(const RequestError& error) {
     work_.reset();
     spdlog::info("stream {} refused: {} {}: {}", id_, error.status, status_text(error.status), error.what());
-    send_error(conn_, error);
+    Connection connection;
+    connection.fd = std::move(fd_);
+    connection.request_id = request_id_;
+    send_error(connection, error);
     state_ = State::closed;
     owner_.retire(*this);
 }
@@ -105,7 +108,7 @@ void Stream::finish(std::optional<std::chrono::milliseconds> retry) {
     }
     queue(tail);
     if (state_ == State::closed) return;  // the client was already gone
-    fastcgi::append_end(pending_, conn_.request_id);
+    fastcgi::append_end(pending_, request_id_);
     bool started = state_ == State::open;
     state_ = State::finishing;
     stalled_since_ = loop_.now();
@@ -117,12 +120,12 @@ void Stream::queue(std::string_view bytes) {
     last_output_ = loop_.now();
     if (state_ == State::open && pending_off_ == pending_.size() && bytes.size() <= fastcgi::max_content) {
         // Nothing queued: hand the record straight to the socket, header and payload in one call.
-        auto header = fastcgi::stdout_header(conn_.request_id, bytes.size());
+        auto header = fastcgi::stdout_header(request_id_, bytes.size());
         iovec iov[2] = {{header.data(), header.size()}, {const_cast<char*>(bytes.data()), bytes.size()}};
         msghdr msg{};
         msg.msg_iov = iov;
         msg.msg_iovlen = 2;
-        ssize_t n = ::sendmsg(conn_.fd.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         size_t total = header.size() + bytes.size();
         if (n == static_cast<ssize_t>(total)) return;
         if (n < 0) {
@@ -142,7 +145,7 @@ void Stream::queue(std::string_view bytes) {
             pending_off_ = 0;
             stalled_since_ = loop_.now();
         }
-        fastcgi::append_stdout(pending_, conn_.request_id, bytes);
+        fastcgi::append_stdout(pending_, request_id_, bytes);
         if (state_ == State::open && !watching_output_) {
             flush();
             if (state_ == State::closed) return;
@@ -180,7 +183,7 @@ size_t queued_size(std::string_view sse_bytes) {
 
 void Stream::flush() {
     while (pending_off_ < pending_.size()) {
-        ssize_t n = ::send(conn_.fd.get(), pending_.data() + pending_off_, pending_.size() - pending_off_,
+        ssize_t n = ::send(fd_.get(), pending_.data() + pending_off_, pending_.size() - pending_off_,
                            MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -202,7 +205,7 @@ void Stream::flush() {
 void Stream::watch_output(bool on) {
     if (on == watching_output_ || state_ == State::closed) return;
     watching_output_ = on;
-    if (!loop_.modify(conn_.fd.get(), EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0u), this))
+    if (!loop_.modify(fd_.get(), EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0u), this))
         close(CloseReason::write_error, fmt::format("epoll: {}", std::strerror(errno)));
 }
 
@@ -216,7 +219,7 @@ void Stream::on_io(uint32_t events) {
         // descriptor stays readable, so the rest is read on the next round).
         char buf[4096];
         for (int reads = 0; reads < 16; ++reads) {
-            ssize_t n = ::recv(conn_.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+            ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
             if (n > 0) continue;
             if (n == 0) return close(CloseReason::client_gone);
             if (errno == EINTR) continue;
@@ -240,7 +243,7 @@ void Stream::close(CloseReason reason, std::string_view detail) {
     if (state_ == State::closed) return;
     bool was_started = state_ != State::opening;
     state_ = State::closed;
-    if (was_started) loop_.remove(conn_.fd.get());
+    if (was_started) loop_.remove(fd_.get());
     auto seconds = std::chrono::duration<double>(loop_.now() - opened_).count();
     spdlog::info("stream {} closed: {}{} (after {:.1f} s, {} events)", id_, to_string(reason),
                  detail.empty() ? std::string() : fmt::format(" ({})", detail), seconds, events_);

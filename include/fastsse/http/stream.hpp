@@ -89,7 +89,8 @@ private:
     EventLoop& loop_;
     StreamOwner& owner_;
     uint64_t id_;
-    Connection conn_;
+    UniqueFd fd_;
+    uint16_t request_id_;
     StreamLimits limits_;
     std::string what_;  // "clock /events/clock", for the log
     State state_ = State::opening;
