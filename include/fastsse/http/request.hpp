@@ -16,6 +16,11 @@ struct Request {
     std::string query;          // QUERY_STRING
     std::optional<std::string> accept;         // HTTP_ACCEPT
     std::optional<std::string> last_event_id;  // HTTP_LAST_EVENT_ID
+    // HTTP_AUTHORIZATION and HTTP_COOKIE: where a Mercure client puts its token. Their size is
+    // bounded by the request head's (the acceptor peeks at most 128 KiB); the hub's token reader
+    // bounds them again, tighter.
+    std::optional<std::string> authorization;
+    std::optional<std::string> cookie;
     std::string content_type;                  // CONTENT_TYPE, empty without a body
     std::string content_length;                // CONTENT_LENGTH as sent, empty without a body
     std::map<std::string, std::string, std::less<>> fastsse;  // FASTSSE_* params: FASTSSE_INTERVAL is "interval"

@@ -57,6 +57,8 @@ public:
     Stream& operator=(const Stream&) = delete;
 
     uint64_t id() const noexcept { return id_; }
+    // The request that opened it, kept as long as the stream (its body is not).
+    const Request& request() const noexcept { return conn_.request; }
 
     // The producer is running: the headers, the opening comment and anything the producer already
     // sent leave now. Until then nothing is written, so reject() can still answer with an error.
@@ -68,6 +70,7 @@ public:
     void send_encoded(std::string_view sse_bytes) override;
     void finish(std::optional<std::chrono::milliseconds> retry) override;
     size_t room() const override;
+    void add_header(std::string_view name, std::string_view value) override;
 
     // The server is shutting down: the stream ends with its location's retry: hint.
     void shut_down() { finish(limits_.retry); }
@@ -92,6 +95,7 @@ private:
     Connection conn_;
     StreamLimits limits_;
     std::string what_;  // "clock /events/clock", for the log
+    std::string extra_headers_;  // add_header()'s, as CGI header lines, sent by begin()
     State state_ = State::opening;
     bool watching_output_ = false;
 
