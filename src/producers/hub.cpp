@@ -218,7 +218,7 @@ PublishAnswer HubProducer::publish(const Request& request, std::string_view body
     places.query = false;
     auto found = hub::find_token(present(request.authorization), std::nullopt, {}, places);
     if (found.source == hub::TokenSource::none || !found.malformed.empty())
-        throw RequestError(401, "A publisher token is required: Authorization: Bearer <JWT>.");
+        throw RequestError(401, "A publisher token is required, as Authorization: Bearer followed by the JWT.");
     hub::VerifyOptions verify;
     verify.key = settings_.publisher_key;
     auto verdict = hub::verify_token(found.token, verify, std::chrono::system_clock::now());
