@@ -53,6 +53,8 @@ Request request_from_env(const char* const* envp) {
         else if (name == "HTTP_LAST_EVENT_ID") r.last_event_id = std::string(value);
         else if (name == "HTTP_AUTHORIZATION") r.authorization = std::string(value);
         else if (name == "HTTP_COOKIE") r.cookie = std::string(value);
+        else if (name == "REQUEST_SCHEME") r.scheme = value;
+        else if (name == "HTTP_HOST") r.host = value;
         else if (name == "CONTENT_TYPE") r.content_type = value;
         else if (name == "CONTENT_LENGTH") r.content_length = value;
         else if (name.starts_with(fastsse_prefix)) {

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <optional>
 #include <utility>
@@ -44,13 +45,30 @@ SelectorSyntax syntax_of(hub::MatcherType type) {
     return SelectorSyntax::exact;
 }
 
+// The hub's URL as this request reached it (scheme, Host, path), for relative URL patterns; the
+// reserved default when the request does not say, or says something that is not plainly a URL.
+std::string hub_url_of(const Request* r) {
+    if (!r || (r->scheme != "http" && r->scheme != "https") || r->host.empty() || r->host.size() > 255)
+        return std::string(default_hub_url);
+    auto host_char = [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']';
+    };
+    if (!std::all_of(r->host.begin(), r->host.end(), host_char)) return std::string(default_hub_url);
+    std::string_view path = std::string_view(r->uri).substr(0, r->uri.find_first_of("?#"));
+    auto path_char = [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("/-._~%!$&'()*+,;=:@").find(c) != std::string_view::npos;
+    };
+    if (!path.starts_with('/') || path.size() > 2048 || !std::all_of(path.begin(), path.end(), path_char)) path = "/";
+    return fmt::format("{}://{}{}", r->scheme, r->host, path);
+}
+
 // A token's matchers, compiled. One that does not compile matches nothing: the token's author
 // meant something we cannot read, and granting less is the safe reading.
-SelectorSet compile_grant(const std::vector<hub::TopicMatcher>& matchers) {
+SelectorSet compile_grant(const std::vector<hub::TopicMatcher>& matchers, std::string_view hub_url) {
     SelectorSet out;
     for (const auto& m : matchers) {
         try {
-            out.add(TopicSelector(m.match, syntax_of(m.type)));
+            out.add(TopicSelector(m.match, syntax_of(m.type), hub_url));
         } catch (const SelectorError& e) {
             spdlog::debug("hub: a token's topic matcher ignored: {}", e.what());
         }
@@ -143,6 +161,7 @@ std::unique_ptr<HubProducer::Subscriber> HubProducer::prepare(const StreamStart&
     } catch (const FormError& e) {
         throw RequestError(400, fmt::format("Malformed query: {}", e.what()));
     }
+    auto hub_url = hub_url_of(start.request);
     std::optional<std::string> query_last_0x, query_last_1;
     size_t selectors = 0;
     for (auto& f : fields) {
@@ -156,7 +175,7 @@ std::unique_ptr<HubProducer::Subscriber> HubProducer::prepare(const StreamStart&
         if (++selectors > settings_.max_selectors)
             throw RequestError(400, fmt::format("Too many topic selectors: at most {}.", settings_.max_selectors));
         try {
-            sub->selectors.add(TopicSelector(f.value, *syntax));
+            sub->selectors.add(TopicSelector(f.value, *syntax, hub_url));
         } catch (const SelectorError& e) {
             throw RequestError(400, fmt::format("Invalid topic selector: {}", e.what()));
         }
@@ -182,7 +201,7 @@ std::unique_ptr<HubProducer::Subscriber> HubProducer::prepare(const StreamStart&
     verify.key = settings_.subscriber_key;
     auto verdict = hub::verify_token(found.token, verify, std::chrono::system_clock::now());
     if (!verdict) throw RequestError(401, fmt::format("Invalid subscriber token: {}.", verdict.refusal));
-    sub->may_read = compile_grant(verdict.grants->subscribe);
+    sub->may_read = compile_grant(verdict.grants->subscribe, hub_url);
     sub->expires = verdict.grants->expires;
     return sub;
 }
@@ -258,7 +277,7 @@ PublishAnswer HubProducer::publish(const Request& request, std::string_view body
     }
 
     // May it: every topic, the alternates too, within the token's publish claim.
-    auto allowed = compile_grant(verdict.grants->publish);
+    auto allowed = compile_grant(verdict.grants->publish, hub_url_of(&request));
     for (const auto& topic : topics)
         if (!any_matches(allowed, std::span(&topic, 1)))
             throw RequestError(403, "The token may not publish to every topic of this update.");

@@ -138,6 +138,13 @@ def test_topic_matching(hub, client, topic):
     update_id = published(hub, [("topic", book), ("topic", f"{topic}/alt"), ("data", "b1")])
     for s in (exact, wildcard, template, pattern, v1_exact, alternate):
         s.wait(lambda s: any(e.id == update_id for e in s.events), 5, f"update {update_id}")
+    # A relative URL pattern is taken against the URL the hub was reached at (nginx's $scheme, the
+    # Host header): http://127.0.0.1:PORT here.
+    path = re.sub(r"^https://example\.com", "", topic)
+    relative = subscribe(client, hub, topics_query(f"{path}/local/:id", name="match_urlpattern"), token)
+    local_id = published(hub, [("topic", f"https://example.com{path}/local/1"), ("topic",
+                                f"http://127.0.0.1:{hub.port}{path}/local/2"), ("data", "l")])
+    assert [e.id for e in relative.wait_events(1)] == [local_id]
     # The others' topics come next: by then, `other` would have had the first one.
     author_id = published(hub, [("topic", f"{topic}/authors/7"), ("data", "a7")])
     [event] = other.wait_events(1)

@@ -244,3 +244,29 @@ TEST_CASE("hub: a stream ends when its token expires") {
     fastsse_test::LoopWaiter waiter(h.loop);
     CHECK(waiter.run_until([&] { return s->sink.finishes() == 1; }, 5s));
 }
+
+TEST_CASE("hub: relative URL patterns are taken against the URL the request reached the hub at") {
+    Hub h;
+    auto open = [&](std::string scheme, std::string host) {
+        auto s = std::make_unique<Hub::Sub>();
+        s->request.method = "GET";
+        s->request.uri = "/.well-known/mercure?match_urlpattern=/books/:id";
+        s->request.query = "match_urlpattern=/books/:id";
+        s->request.scheme = std::move(scheme);
+        s->request.host = std::move(host);
+        s->request.authorization = "Bearer " + subscriber("[]");
+        fastsse::StreamStart start{{}, s->request.query, h.params, 3000ms, &s->request};
+        s->work = h.hub.open(s->sink, start);
+        return s;
+    };
+    auto https = open("https", "example.com");
+    auto http_port = open("http", "example.com:8080");
+    auto odd_host = open("https", "exa mple.com");  // not a host: the reserved default
+    h.publish("topic=https://example.com/books/1&data=a");
+    h.publish("topic=http://example.com:8080/books/2&data=b");
+    h.publish("topic=http://mercure.invalid/books/3&data=c");
+    h.publish("topic=https://example.com/authors/1&data=d");
+    CHECK(https->data() == std::vector<std::string>{"a"});
+    CHECK(http_port->data() == std::vector<std::string>{"b"});
+    CHECK(odd_host->data() == std::vector<std::string>{"c"});
+}

@@ -21,6 +21,10 @@ struct Request {
     // bounds them again, tighter.
     std::optional<std::string> authorization;
     std::optional<std::string> cookie;
+    // REQUEST_SCHEME and HTTP_HOST: the URL the client asked for (the hub's own URL, against which
+    // relative URL patterns are taken). Client-controlled: only that client's own matching reads them.
+    std::string scheme;
+    std::string host;
     std::string content_type;                  // CONTENT_TYPE, empty without a body
     std::string content_length;                // CONTENT_LENGTH as sent, empty without a body
     std::map<std::string, std::string, std::less<>> fastsse;  // FASTSSE_* params: FASTSSE_INTERVAL is "interval"

@@ -7,8 +7,9 @@
 // form.hpp, update_id.hpp.
 //
 // This slice: 0.x publishing and subscribing, 1.0's subscriber side (match=, match_urlpattern=,
-// last_event_id=, Mercure-Last-Event-ID); relative URL patterns are taken against
-// default_hub_url. Not yet: CORS, a hub URL of its own, `aud`/`iss` settings.
+// last_event_id=, Mercure-Last-Event-ID); relative URL patterns are taken against the URL the
+// request reached the hub at (REQUEST_SCHEME, Host, path), else default_hub_url. Not yet: CORS,
+// `aud`/`iss` settings, subscriptions' `payload`, 1.0's subscription events.
 #include <chrono>
 #include <cstddef>
 #include <memory>
