@@ -203,7 +203,10 @@ def test_who_may_subscribe(hub, topic):
     assert_plain_error(get(hub.port, f"{HUB}?{q}", ES), 401)
     assert_plain_error(get(hub.port, f"{HUB}?{q}", {**ES, "Authorization": f"Bearer {subscriber_token(key='nope')}"}),
                        401)
-    assert_plain_error(get(hub.port, f"{HUB}?{q}&authorization={jwt({}, SUBSCRIBER_KEY, 'none')}", ES), 401)
+    unsigned = jwt({"sub": "who-may-subscribe"}, SUBSCRIBER_KEY, "none")
+    assert_plain_error(get(hub.port, f"{HUB}?{q}&authorization={unsigned}", ES), 401)
+    # A token in the query is never logged (the refusal is logged before it is answered).
+    assert unsigned not in hub.fastsse.log()
     # Anonymous lets in who brings no token, never who brings a bad one.
     assert_plain_error(get(hub.port, f"{ANONYMOUS_HUB}?{q}", {**ES, "Authorization": "Bearer x.y.z"}), 401)
     expired = subscriber_token(exp=int(time.time()) - 10)
@@ -253,6 +256,15 @@ def test_resume_after_last_event_id_with_the_headers(hub, client, topic):
         assert [e.data for e in s.wait_events(4)] == ["1", "2", "3", "4"]
         assert s.header("Last-Event-ID") == "earliest"
         assert s.header("Mercure-Last-Event-ID") == "earliest"
+
+
+def test_keys_and_query_tokens_never_reach_the_log(hub, client, topic):
+    s = subscribe(client, hub, f"{topics_query(topic)}&authorization={subscriber_token()}")
+    hub.fastsse.wait_for_log(r"stream \d+ opened: producer=hub uri=\S*authorization=REDACTED")
+    log = hub.fastsse.log()
+    assert subscriber_token() not in log
+    assert PUBLISHER_KEY not in log and SUBSCRIBER_KEY not in log
+    s.close()
 
 
 def test_anonymous_location_lets_in_subscribers_without_a_token(hub, client, topic):

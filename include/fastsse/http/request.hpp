@@ -12,7 +12,9 @@ namespace fastsse {
 
 struct Request {
     std::string method;         // REQUEST_METHOD
-    std::string uri;            // REQUEST_URI, for the log
+    // REQUEST_URI, for the log: the value of an `authorization` query parameter (a Mercure
+    // subscriber's token, 0.x) replaced by "REDACTED", so that no credential reaches a log line.
+    std::string uri;
     std::string query;          // QUERY_STRING
     std::optional<std::string> accept;         // HTTP_ACCEPT
     std::optional<std::string> last_event_id;  // HTTP_LAST_EVENT_ID
@@ -29,6 +31,9 @@ struct Request {
     std::string content_length;                // CONTENT_LENGTH as sent, empty without a body
     std::map<std::string, std::string, std::less<>> fastsse;  // FASTSSE_* params: FASTSSE_INTERVAL is "interval"
 };
+
+// `uri` with the value of every `authorization` query parameter (any case) replaced by "REDACTED".
+std::string redact_uri(std::string_view uri);
 
 // Builds a Request from CGI-style "NAME=value" strings (libfcgi's envp).
 Request request_from_env(const char* const* envp);
