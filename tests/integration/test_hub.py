@@ -15,12 +15,13 @@ import hmac
 import json
 import os
 import re
+import resource
 import time
 from urllib.parse import quote, urlencode
 
 import pytest
 
-from fastsse_testlib import ES, assert_plain_error, get, make_dir
+from fastsse_testlib import ES, HttpStream, assert_plain_error, get, make_dir, pump
 
 PUBLISHER_KEY = "publisher-key-for-the-hub-tests!"
 SUBSCRIBER_KEY = "subscriber-key-for-the-hub-tests"
@@ -280,3 +281,29 @@ def test_a_token_that_expires_ends_the_stream(hub, client, topic):
     assert [e.id for e in s.wait_events(1)] == [update_id]
     s.wait_end(timeout=5)
     assert s.ended
+
+
+def test_1000_subscribers_of_one_topic_receive_the_same_update(hub, topic):
+    n, batch_size = 1000, 200
+    need = n + 500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        assert hard >= need, f"this test needs {need} descriptors, the hard limit is {hard}"
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    headers = {**ES, "Authorization": f"Bearer {subscriber_token()}"}
+    streams: list[HttpStream] = []
+    try:
+        # Opened in batches, each answered before the next, so that no listen queue overflows.
+        for first in range(0, n, batch_size):
+            batch = [HttpStream(hub.port, f"{HUB}?{topics_query(topic)}&n={i}", headers)
+                     for i in range(first, first + batch_size)]
+            streams += batch
+            pump(batch, lambda: all(s.sse is not None and s.comments for s in batch), 20,
+                 f"subscribers {first}..{first + batch_size - 1} to open")
+        assert all(s.status == 200 for s in streams)
+        update_id = published(hub, [("topic", topic), ("data", "to all")])
+        pump(streams, lambda: all(s.events for s in streams), 20, "every subscriber to receive the update")
+        assert all([(e.id, e.data) for e in s.events] == [(update_id, "to all")] for s in streams)
+    finally:
+        for s in streams:
+            s.close()
