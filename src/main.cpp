@@ -16,6 +16,7 @@
 #include "fastsse/loop/process.hpp"
 #include "fastsse/producers/clock.hpp"
 #include "fastsse/producers/command.hpp"
+#include "fastsse/producers/hub.hpp"
 #include "fastsse/http/router.hpp"
 #include "fastsse/http/server.hpp"
 #include "fastsse/http/stream_route.hpp"
@@ -66,12 +67,20 @@ int main(int argc, char** argv) {
     auto commands = std::make_unique<CommandProducer>(loop, children);
     auto& command_producer = *commands;
     registry.add("command", std::move(commands));  // it reads the config file's [commands] itself
+    auto hub = std::make_unique<HubProducer>(loop);
+    auto& hub_producer = *hub;
+    registry.add("hub", std::move(hub));  // a Mercure hub: its location takes POST too
 
     Settings settings;
     try {
         auto loaded = load_settings(argc, argv, registry);
         if (!loaded) return 0;
         settings = *loaded;
+        hub_producer.configure(settings.hub);
+        // The keys are read: commands' children (which get the whole environment unless their [commands]
+        // entry says otherwise) must not inherit them. No thread runs yet: unsetenv is safe here.
+        for (const auto& spec : settings_table().specs())
+            if (!spec.env.empty()) ::unsetenv(std::string(spec.env).c_str());
     } catch (const UsageError& e) {
         fmt::print(stderr, "fastsse: {}\n", e.what());
         return 2;

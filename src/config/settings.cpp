@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <map>
 
 #include "fastsse/config/toml.hpp"
@@ -74,6 +75,7 @@ const SettingTable<Settings>& settings_table() {
         t.add(&S::limits, stream_settings());
         t.add(integer("max_streams", &S::max_streams, "15000", 1, 1'000'000, {},
                       "open streams at most; beyond, 503 with Retry-After"));
+        t.add(&S::hub, hub_settings());
         t.add(choice("log_level", &S::log_level, "info", "debug|info|warn|error", "least important log lines shown"));
         return t;
     }();
@@ -94,8 +96,9 @@ std::optional<Settings> load_settings(int argc, char** argv, Registry& registry)
     app.add_option("--config", config_path, "TOML file with any of the settings below (flags win)");
     std::map<std::string, std::string, std::less<>> flags;
     for (const auto& spec : table.specs()) {
-        auto help = fmt::format("{}{} [default: '{}'{}{}]", spec.help,
-                                spec.location ? fmt::format(" ({})", param_name(spec.name)) : "", spec.default_value,
+        auto help = fmt::format("{}{}{} [default: '{}'{}{}]", spec.help,
+                                spec.location ? fmt::format(" ({})", param_name(spec.name)) : "",
+                                spec.env.empty() ? "" : fmt::format(" (environment: {})", spec.env), spec.default_value,
                                 spec.kind == OptionSpec::Kind::choice ? ", one of " : "",
                                 spec.kind == OptionSpec::Kind::choice ? spec.choices : "");
         app.add_option("--" + flag_name(spec.name), flags[std::string(spec.name)], help);
@@ -128,6 +131,12 @@ std::optional<Settings> load_settings(int argc, char** argv, Registry& registry)
     if (!config_path.empty())
         for (auto& [name, value_line] : read_config(config_path, sections))
             given[name] = {value_line.first, fmt::format("{}:{}", config_path, value_line.second)};
+    // The environment between the two, as Mercure's hub reads its keys there. A value is never
+    // shown (a key): an error names the variable only.
+    for (const auto& spec : table.specs())
+        if (!spec.env.empty())
+            if (const char* value = std::getenv(std::string(spec.env).c_str()))
+                given[std::string(spec.name)] = {value, fmt::format("${}", spec.env)};
     for (auto& [name, value] : flags)
         if (app.count("--" + flag_name(name)) > 0) given[name] = {value, "--" + flag_name(name)};
 

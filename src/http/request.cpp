@@ -38,6 +38,32 @@ std::optional<double> parse_q(std::string_view s) {
 
 }  // namespace
 
+std::string redact_uri(std::string_view uri) {
+    auto q = uri.find('?');
+    if (q == std::string_view::npos) return std::string(uri);
+    std::string out(uri.substr(0, q + 1));
+    auto rest = uri.substr(q + 1);
+    bool first = true;
+    while (true) {
+        auto amp = rest.find('&');
+        auto pair = rest.substr(0, amp);
+        if (!first) out += '&';
+        first = false;
+        auto eq = pair.find('=');
+        // The name as a form decoder reads it, so that "authoriz%61tion" is caught too.
+        auto decoded = form_decode(pair.substr(0, eq), BadEscape::keep).value_or(std::string());
+        if (eq != std::string_view::npos && iequals(decoded, "authorization")) {
+            out += pair.substr(0, eq + 1);
+            out += "REDACTED";
+        } else {
+            out += pair;
+        }
+        if (amp == std::string_view::npos) break;
+        rest = rest.substr(amp + 1);
+    }
+    return out;
+}
+
 Request request_from_env(const char* const* envp) {
     Request r;
     for (; envp && *envp; ++envp) {
@@ -47,10 +73,14 @@ Request request_from_env(const char* const* envp) {
         auto name = kv.substr(0, eq);
         auto value = kv.substr(eq + 1);
         if (name == "REQUEST_METHOD") r.method = value;
-        else if (name == "REQUEST_URI") r.uri = value;
+        else if (name == "REQUEST_URI") r.uri = redact_uri(value);
         else if (name == "QUERY_STRING") r.query = value;
         else if (name == "HTTP_ACCEPT") r.accept = std::string(value);
         else if (name == "HTTP_LAST_EVENT_ID") r.last_event_id = std::string(value);
+        else if (name == "HTTP_AUTHORIZATION") r.authorization = std::string(value);
+        else if (name == "HTTP_COOKIE") r.cookie = std::string(value);
+        else if (name == "REQUEST_SCHEME") r.scheme = value;
+        else if (name == "HTTP_HOST") r.host = value;
         else if (name == "CONTENT_TYPE") r.content_type = value;
         else if (name == "CONTENT_LENGTH") r.content_length = value;
         else if (name.starts_with(fastsse_prefix)) {

@@ -5,7 +5,9 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <stdexcept>
 #include <cstring>
 
 #include "fastsse/http/response.hpp"
@@ -61,7 +63,8 @@ void Stream::begin(std::unique_ptr<Subscription> work) {
     if (state_ == State::closed) return;
     std::string head;
     fastcgi::append_stdout(head, request_id_,
-                           fmt::format("{}{}\r\n{}", status_ok, event_stream_headers, opening_comment));
+                           fmt::format("{}{}{}\r\n{}", status_ok, event_stream_headers, extra_headers_,
+                                       opening_comment));
     pending_.insert(0, head);
     loop_.add(fd_.get(), EPOLLIN | EPOLLRDHUP, this);
     spdlog::info("stream {} opened: {}", id_, what_);
@@ -163,9 +166,23 @@ void Stream::drop_if_over_limit() {
     }
 }
 
+void Stream::add_header(std::string_view name, std::string_view value) {
+    if (state_ != State::opening) throw std::logic_error("a response header added after the headers left");
+    // RFC 9110 token characters only in a name; no byte that could end the line in a value.
+    auto is_tchar = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    };
+    if (name.empty() || !std::all_of(name.begin(), name.end(), is_tchar))
+        throw std::invalid_argument("a response header name that is not an HTTP token");
+    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos)
+        throw std::invalid_argument(fmt::format("response header {}: a value with CR, LF or NUL", name));
+    extra_headers_ += fmt::format("{}: {}\r\n", name, value);
+}
+
 size_t Stream::room() const {
     if (state_ != State::open && state_ != State::opening) return 0;
-    auto queued = pending_.size() - pending_off_ + (state_ == State::opening ? head_size : 0);
+    auto queued = pending_.size() - pending_off_ + (state_ == State::opening ? head_size + extra_headers_.size() : 0);
     return queued < limits_.max_buffer ? limits_.max_buffer - queued : 0;
 }
 

@@ -12,14 +12,17 @@ StreamRoute::StreamRoute(const Registry& registry, const Settings& settings)
 
 void StreamRoute::handle(Connection& c, Streams& streams) {
     const auto& r = c.request;
-    if (r.method != "GET" && r.method != "HEAD")
-        throw RequestError::method_not_allowed(
-            fmt::format("Method {} is not allowed: an event stream is read with GET.", r.method), "GET, HEAD");
     auto it = r.fastsse.find("producer");
+    auto* producer = it == r.fastsse.end() ? nullptr : registry_.find(it->second);
+    auto* publisher = producer ? producer->publisher() : nullptr;
+    if (r.method != "GET" && r.method != "HEAD" && !(r.method == "POST" && publisher))
+        throw RequestError::method_not_allowed(
+            fmt::format("Method {} is not allowed: an event stream is read with GET.", r.method),
+            publisher ? "GET, HEAD, POST" : "GET, HEAD");
     if (it == r.fastsse.end())
         throw RequestError(404, "No event stream here: this location sets no FASTSSE_PRODUCER.");
-    auto* producer = registry_.find(it->second);
     if (!producer) throw RequestError(404, fmt::format("No event stream here: no producer named '{}'.", it->second));
+    if (r.method == "POST") return publish(c, *producer, *publisher);
     if (!accepts_event_stream(r.accept))
         throw RequestError(406, "You must send a request with \"Accept: text/event-stream\".");
     streams.check_room();
@@ -43,7 +46,7 @@ void StreamRoute::handle(Connection& c, Streams& streams) {
 
     auto last_id = last_event_id(r);
     auto query = r.query;  // c, and r with it, moves into the stream below
-    StreamStart start{last_id, query, given, limits.retry};
+    StreamStart start{last_id, query, given, limits.retry, &r};
     if (r.method == "HEAD") {
         // The same answer as GET would get, without starting anything.
         try {
@@ -56,6 +59,10 @@ void StreamRoute::handle(Connection& c, Streams& streams) {
 
     auto what = fmt::format("producer={} uri={}{}", producer_name, r.uri,
                             last_id.empty() ? std::string() : fmt::format(" last-event-id={}", last_id));
+    // The request stays here, for the producer's start: the stream takes only the connection (it
+    // keeps no params for its whole life).
+    Request request = std::move(c.request);
+    start.request = &request;
     auto& stream = streams.open(std::move(c), limits, std::move(what));
     // The connection is the stream's now: it answers an error itself, with the same send_error.
     try {
@@ -68,6 +75,22 @@ void StreamRoute::handle(Connection& c, Streams& streams) {
         spdlog::error("stream {}: producer {} failed to start: {}", stream.id(), producer_name, e.what());
         stream.reject(RequestError(500, fmt::format("The producer failed to start: {}", e.what())));
     }
+}
+
+void StreamRoute::publish(Connection& c, Producer& producer, Publisher& publisher) {
+    const auto& r = c.request;
+    // The location's params are checked as for a stream: a mistake there is the admin's, a 500.
+    auto given = r.fastsse;
+    given.erase("producer");
+    try {
+        StreamLimits limits = settings_.limits;
+        stream_settings().override_from(limits, given);
+        check_params(producer.options(), given, true);
+    } catch (const OptionError& e) {
+        throw RequestError(500, fmt::format("Bad FastCGI param for producer {}: {}", r.fastsse.at("producer"), e.what()));
+    }
+    auto answer = publisher.publish(r, request_body(c));
+    send_response(c, 200, {}, answer.body);
 }
 
 }  // namespace fastsse

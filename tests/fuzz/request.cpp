@@ -2,6 +2,8 @@
 // query_param() and last_event_id(). Properties:
 // - request_from_env keeps the last of each CGI param and the first of each FASTSSE_* param (its
 //   name lower-cased), and ignores strings without '=';
+// - REQUEST_URI is kept as redact_uri() gives it: the value of an `authorization` query parameter
+//   replaced, whatever precedes it; redact_uri changes nothing more on a second pass;
 // - last_event_id is the Last-Event-ID header when there is one, else the lastEventId parameter;
 // - query_param gives back any name's value, however it was percent-encoded ('+', %xx, %XX, raw),
 //   after pairs with other names; a name without '=' has the empty value.
@@ -21,7 +23,8 @@ namespace {
 using fastsse_fuzz::check;
 
 constexpr const char* known_names[] = {"REQUEST_METHOD", "REQUEST_URI", "QUERY_STRING", "HTTP_ACCEPT",
-                                       "HTTP_LAST_EVENT_ID", "FASTSSE_PRODUCER", "FASTSSE_Interval", "FASTSSE_"};
+                                       "HTTP_LAST_EVENT_ID", "HTTP_AUTHORIZATION", "HTTP_COOKIE",
+                                       "REQUEST_SCHEME", "HTTP_HOST", "FASTSSE_PRODUCER", "FASTSSE_Interval", "FASTSSE_"};
 
 std::string fmt_hex(unsigned char c, const char* digits) { return {'%', digits[c >> 4], digits[c & 15]}; }
 
@@ -82,7 +85,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
     }
     auto param = [&](const char* name) { return last.count(name) ? std::optional(last[name]) : std::nullopt; };
     check(r.method == param("REQUEST_METHOD").value_or(""), "REQUEST_METHOD");
-    check(r.uri == param("REQUEST_URI").value_or(""), "REQUEST_URI");
+    check(r.uri == fastsse::redact_uri(param("REQUEST_URI").value_or("")), "REQUEST_URI");
+    check(fastsse::redact_uri(r.uri) == r.uri, "redact_uri: a second pass changes nothing");
+    check(r.authorization == param("HTTP_AUTHORIZATION"), "HTTP_AUTHORIZATION");
+    check(r.cookie == param("HTTP_COOKIE"), "HTTP_COOKIE");
+    check(r.scheme == param("REQUEST_SCHEME").value_or(""), "REQUEST_SCHEME");
+    check(r.host == param("HTTP_HOST").value_or(""), "HTTP_HOST");
     check(r.query == param("QUERY_STRING").value_or(""), "QUERY_STRING");
     check(r.accept == param("HTTP_ACCEPT"), "HTTP_ACCEPT");
     check(r.last_event_id == param("HTTP_LAST_EVENT_ID"), "HTTP_LAST_EVENT_ID");
@@ -100,5 +108,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
     check(fastsse::query_param(query, name) == value, "query_param: a percent-encoded value");
     check(fastsse::query_param(percent_encode(name, in) + "&" + rest, name) == "", "query_param: a name without '='");
     fastsse::query_param(rest, name);  // anything: never a crash
+
+    // A token after any query is never kept: only its name and REDACTED are.
+    auto before = in.ConsumeRandomLengthString(64);
+    auto secret = in.ConsumeRandomLengthString(64);
+    if (secret.find('&') == std::string::npos) {
+        auto redacted = fastsse::redact_uri("/h?" + before + "&" + (in.ConsumeBool() ? "authorization" : "Authoriz%61tion") +
+                                            "=" + secret);
+        check(redacted.ends_with("=REDACTED"), "redact_uri: the token's value replaced");
+    }
     return 0;
 }

@@ -333,6 +333,8 @@ TEST_LOCATIONS: dict[str, dict[str, str]] = {
     "bad-interval": {"FASTSSE_PRODUCER": "clock", "FASTSSE_INTERVAL": "soon"},
     "bad-heartbeat": {"FASTSSE_PRODUCER": "clock", "FASTSSE_HEARTBEAT": "0"},
     "unknown-param": {"FASTSSE_PRODUCER": "clock", "FASTSSE_INTERVL": "100"},
+    # The Mercure hub, for subscribers without a token too (the same hub as /.well-known/mercure).
+    "hub-anonymous": {"FASTSSE_PRODUCER": "hub", "FASTSSE_ANONYMOUS": "1"},
 }
 
 

@@ -20,6 +20,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "fastsse/loop/event_loop.hpp"
@@ -140,8 +141,12 @@ public:
     }
 
     size_t room() const override { return room_left; }
+    void add_header(std::string_view name, std::string_view value) override {
+        headers.emplace_back(std::string(name), std::string(value));
+    }
 
     std::vector<Call> calls;
+    std::vector<std::pair<std::string, std::string>> headers;  // add_header()'s, in order
     size_t room_left = SIZE_MAX;  // what room() says; sends do not use it up
     size_t sends() const {
         size_t n = 0;

@@ -266,3 +266,16 @@ TEST_CASE("RequestError carries status, reason, and what its headers need") {
     CHECK(plain.allow.empty());
     CHECK_FALSE(plain.retry_after);
 }
+
+TEST_CASE("redact_uri: a token in the query never reaches the log") {
+    using fastsse::redact_uri;
+    CHECK(redact_uri("/.well-known/mercure?topic=a&authorization=eyJ.x.y&b=1") ==
+          "/.well-known/mercure?topic=a&authorization=REDACTED&b=1");
+    CHECK(redact_uri("/h?Authorization=t&authoriz%61tion=t&authorization") ==
+          "/h?Authorization=REDACTED&authoriz%61tion=REDACTED&authorization");
+    CHECK(redact_uri("/events/clock?lastEventId=3") == "/events/clock?lastEventId=3");
+    CHECK(redact_uri("/events/clock") == "/events/clock");
+    CHECK(redact_uri("/x?") == "/x?");
+    const char* env[] = {"REQUEST_URI=/h?authorization=secret", nullptr};
+    CHECK(fastsse::request_from_env(env).uri == "/h?authorization=REDACTED");
+}

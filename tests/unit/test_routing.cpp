@@ -73,6 +73,26 @@ struct FailingProducer final : fastsse::Producer {
     }
 };
 
+// A producer that also publishes (as the hub): its answer names what it got. Its streams add
+// response headers while they open, one of them refused.
+struct PublishingProducer final : fastsse::Producer, fastsse::Publisher {
+    std::span<const fastsse::OptionSpec> options() const override { return {}; }
+    std::unique_ptr<fastsse::Subscription> open(fastsse::Sink& sink, const fastsse::StreamStart& start) override {
+        sink.add_header("X-Resumed-From", "id-1");
+        CHECK_THROWS_AS(sink.add_header("X-Bad", "a\r\nSet-Cookie: x=1"), std::invalid_argument);
+        CHECK_THROWS_AS(sink.add_header("X Bad", "a"), std::invalid_argument);
+        CHECK_THROWS_AS(sink.add_header("", "a"), std::invalid_argument);
+        CHECK(start.request != nullptr);
+        if (start.request) CHECK(start.request->authorization == "Bearer t");
+        return std::make_unique<fastsse::Subscription>();
+    }
+    Publisher* publisher() override { return this; }
+    fastsse::PublishAnswer publish(const Request& request, std::string_view body) override {
+        if (body == "refuse") throw fastsse::RequestError(403, "Not yours.");
+        return {fmt::format("{} {} {}", request.content_type, request.authorization.value_or("-"), body)};
+    }
+};
+
 // Test-only endpoints: one that throws (a bug in a route), one that throws after its headers left,
 // one that answers with the request body.
 struct ThrowingRoute final : fastsse::Route {
@@ -110,6 +130,7 @@ struct Fixture {
     explicit Fixture(size_t max_streams = 10) {
         registry.add("clock", std::make_unique<fastsse::ClockProducer>(loop));
         registry.add("failing", std::make_unique<FailingProducer>());
+        registry.add("publishing", std::make_unique<PublishingProducer>());
         settings.max_streams = max_streams;
         routes.add_producer_route(std::make_unique<fastsse::StreamRoute>(registry, settings));
         routes.add_endpoint("throws", std::make_unique<ThrowingRoute>());
@@ -287,6 +308,33 @@ TEST_CASE("routing: a route reads the request body; 413 when it did not fit") {
           "{\"data\":1}");
     check_error(f.send(r, "", false), "Status: 413 Content Too Large",
                 "The request body is too large: fastsse takes up to 65536 bytes.");
+}
+
+TEST_CASE("routing: a POST goes to a producer that publishes, with the body; 413 when it did not fit") {
+    Fixture f;
+    auto r = request("POST", {{"producer", "publishing"}});
+    r.content_type = "application/x-www-form-urlencoded";
+    r.authorization = "Bearer t";
+    auto a = f.send(r, "topic=a");
+    CHECK(a.stdout_text == "Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+                           "application/x-www-form-urlencoded Bearer t topic=a");
+    CHECK(a.end_request);
+    check_error(f.send(r, "refuse"), "Status: 403 Forbidden", "Not yours.");
+    check_error(f.send(r, "", false), "Status: 413 Content Too Large",
+                "The request body is too large: fastsse takes up to 65536 bytes.");
+    // Other methods: 405, POST among those allowed.
+    check_error(f.send(request("PUT", {{"producer", "publishing"}}), "x"), "Status: 405 Method Not Allowed",
+                "Method PUT is not allowed: an event stream is read with GET.", "Allow: GET, HEAD, POST\r\n");
+}
+
+TEST_CASE("routing: a producer adds response headers while its stream opens, never a bad one") {
+    Fixture f;
+    auto r = request("GET", {{"producer", "publishing"}});
+    r.authorization = "Bearer t";
+    auto a = f.send(r);
+    auto headers = event_stream_headers;
+    headers.insert(headers.size() - 2, "X-Resumed-From: id-1\r\n");
+    CHECK(a.headers() == headers);
 }
 
 TEST_CASE("Router: an endpoint name given twice is refused where the program is assembled") {

@@ -405,3 +405,37 @@ TEST_CASE("config: process settings land in their fields, from the file, then th
         }
     }
 }
+
+TEST_CASE("config: the hub's keys come from the file, then the environment, then the flags") {
+    TempDir dir;
+    auto path = dir.write("fastsse.toml",
+                          "publisher_jwt_key = \"file-pub\"\nsubscriber_jwt_key = \"file-sub\"\n"
+                          "hub_history = 10\nhub_history_bytes = 4096\nhub_max_selectors = 3\n");
+    SUBCASE("the file alone") {
+        ScopedEnv pub("MERCURE_PUBLISHER_JWT_KEY", std::nullopt), sub("MERCURE_SUBSCRIBER_JWT_KEY", std::nullopt);
+        auto s = load({"--config", path});
+        REQUIRE(s);
+        CHECK(s->hub.publisher_key == "file-pub");
+        CHECK(s->hub.subscriber_key == "file-sub");
+        CHECK(s->hub.history == 10);
+        CHECK(s->hub.history_bytes == 4096);
+        CHECK(s->hub.max_selectors == 3);
+    }
+    SUBCASE("the environment wins over the file, a flag over both") {
+        ScopedEnv pub("MERCURE_PUBLISHER_JWT_KEY", "env-pub"), sub("MERCURE_SUBSCRIBER_JWT_KEY", "env-sub");
+        auto s = load({"--config", path, "--subscriber-jwt-key", "flag-sub"});
+        REQUIRE(s);
+        CHECK(s->hub.publisher_key == "env-pub");
+        CHECK(s->hub.subscriber_key == "flag-sub");
+    }
+    SUBCASE("defaults") {
+        ScopedEnv pub("MERCURE_PUBLISHER_JWT_KEY", std::nullopt), sub("MERCURE_SUBSCRIBER_JWT_KEY", std::nullopt);
+        auto s = load({});
+        REQUIRE(s);
+        CHECK(s->hub.publisher_key.empty());
+        CHECK(s->hub.subscriber_key.empty());
+        CHECK(s->hub.history == 1000);
+        CHECK(s->hub.history_bytes == 8 * 1024 * 1024);
+        CHECK(s->hub.max_selectors == 100);
+    }
+}

@@ -147,6 +147,8 @@ void check_head(const Record& r, unsigned request_id = 1) {
 TEST_CASE("status_text") {
     CHECK(fastsse::status_text(200) == "OK");
     CHECK(fastsse::status_text(400) == "Bad Request");
+    CHECK(fastsse::status_text(401) == "Unauthorized");
+    CHECK(fastsse::status_text(403) == "Forbidden");
     CHECK(fastsse::status_text(404) == "Not Found");
     CHECK(fastsse::status_text(405) == "Method Not Allowed");
     CHECK(fastsse::status_text(406) == "Not Acceptable");
@@ -248,6 +250,24 @@ TEST_CASE("Stream: begin() sends the CGI headers and the opening comment in one 
     CHECK(f.peer.buf.empty());
     CHECK_FALSE(f.peer.eof);
     CHECK_FALSE(f.work_destroyed);
+}
+
+TEST_CASE("Stream: headers a producer adds while the stream opens go with the others; none after") {
+    Fixture f;
+    auto room = f.stream->room();
+    f.stream->add_header("Last-Event-ID", "urn:uuid:1");
+    CHECK(f.stream->room() == room - std::string_view("Last-Event-ID: urn:uuid:1\r\n").size());
+    CHECK_THROWS_AS(f.stream->add_header("X", "a\nb"), std::invalid_argument);
+    CHECK_THROWS_AS(f.stream->add_header("X", "a\rb"), std::invalid_argument);
+    CHECK_THROWS_AS(f.stream->add_header("X", std::string_view("a\0b", 3)), std::invalid_argument);
+    CHECK_THROWS_AS(f.stream->add_header("X:Y", "a"), std::invalid_argument);
+    f.begin();
+    auto records = f.peer.records();
+    REQUIRE(records.size() == 1);
+    CHECK(records[0].content.starts_with(std::string(cgi_headers.substr(0, cgi_headers.size() - 2)) +
+                                         "Last-Event-ID: urn:uuid:1\r\n\r\n:"));
+    CHECK_THROWS_WITH_AS(f.stream->add_header("X-Late", "1"), "a response header added after the headers left",
+                         std::logic_error);
 }
 
 TEST_CASE("Stream: send() writes one FCGI_STDOUT record per event") {

@@ -28,6 +28,9 @@ struct OptionSpec {
     std::string_view unit;           // "ms", "s", "bytes": shown in help
     std::string_view help;
     bool location = false;           // a location may override it with the FastCGI param FASTSSE_<NAME>
+    // The environment variable that sets it (MERCURE_PUBLISHER_JWT_KEY), if any: it wins over the
+    // config file, and a flag wins over it.
+    std::string_view env = {};
 };
 
 class OptionError : public std::invalid_argument {
@@ -135,6 +138,13 @@ Setting<T> octal(std::string_view name, unsigned T::*field, std::string_view def
 template <class T>
 Setting<T> per_location(Setting<T> setting) {
     setting.spec.location = true;
+    return setting;
+}
+
+// A setting the environment variable `env` may set too (names fixed elsewhere, as Mercure's keys).
+template <class T>
+Setting<T> from_env(Setting<T> setting, std::string_view env) {
+    setting.spec.env = env;
     return setting;
 }
 

@@ -8,6 +8,7 @@
 #include "fastsse/config/options.hpp"
 #include "fastsse/config/section.hpp"
 #include "fastsse/http/stream.hpp"
+#include "fastsse/producers/hub.hpp"
 #include "fastsse/producers/producer.hpp"
 
 namespace fastsse {
@@ -18,6 +19,7 @@ struct Settings {
     unsigned socket_mode = 0;  // for a unix socket
     StreamLimits limits;       // stream_settings(): heartbeat and retry (a location may override them), ...
     size_t max_streams = 0;
+    HubSettings hub;           // hub_settings(): the Mercure hub's keys and bounds
     std::string log_level;
 };
 

@@ -12,14 +12,28 @@ namespace fastsse {
 
 struct Request {
     std::string method;         // REQUEST_METHOD
-    std::string uri;            // REQUEST_URI, for the log
+    // REQUEST_URI, for the log: the value of an `authorization` query parameter (a Mercure
+    // subscriber's token, 0.x) replaced by "REDACTED", so that no credential reaches a log line.
+    std::string uri;
     std::string query;          // QUERY_STRING
     std::optional<std::string> accept;         // HTTP_ACCEPT
     std::optional<std::string> last_event_id;  // HTTP_LAST_EVENT_ID
+    // HTTP_AUTHORIZATION and HTTP_COOKIE: where a Mercure client puts its token. Their size is
+    // bounded by the request head's (the acceptor peeks at most 128 KiB); the hub's token reader
+    // bounds them again, tighter.
+    std::optional<std::string> authorization;
+    std::optional<std::string> cookie;
+    // REQUEST_SCHEME and HTTP_HOST: the URL the client asked for (the hub's own URL, against which
+    // relative URL patterns are taken). Client-controlled: only that client's own matching reads them.
+    std::string scheme;
+    std::string host;
     std::string content_type;                  // CONTENT_TYPE, empty without a body
     std::string content_length;                // CONTENT_LENGTH as sent, empty without a body
     std::map<std::string, std::string, std::less<>> fastsse;  // FASTSSE_* params: FASTSSE_INTERVAL is "interval"
 };
+
+// `uri` with the value of every `authorization` query parameter (any case) replaced by "REDACTED".
+std::string redact_uri(std::string_view uri);
 
 // Builds a Request from CGI-style "NAME=value" strings (libfcgi's envp).
 Request request_from_env(const char* const* envp);

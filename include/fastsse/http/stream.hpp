@@ -68,6 +68,7 @@ public:
     void send_encoded(std::string_view sse_bytes) override;
     void finish(std::optional<std::chrono::milliseconds> retry) override;
     size_t room() const override;
+    void add_header(std::string_view name, std::string_view value) override;
 
     // The server is shutting down: the stream ends with its location's retry: hint.
     void shut_down() { finish(limits_.retry); }
@@ -93,6 +94,7 @@ private:
     uint16_t request_id_;
     StreamLimits limits_;
     std::string what_;  // "clock /events/clock", for the log
+    std::string extra_headers_;  // add_header()'s, as CGI header lines, sent by begin()
     State state_ = State::opening;
     bool watching_output_ = false;
 

@@ -1,7 +1,9 @@
 #pragma once
 // The event-stream route: GET (and HEAD) on a location that names a producer (FASTSSE_PRODUCER).
 // It checks the method, the producer, Accept, room for one more stream and the location's
-// FASTSSE_* options, then opens a Stream and starts the producer on it.
+// FASTSSE_* options, then opens a Stream and starts the producer on it. A POST goes to the
+// producer's Publisher when it has one (the Mercure hub), with the request body; otherwise, as any
+// other method, it is a 405.
 #include <string>
 #include <vector>
 
@@ -19,6 +21,8 @@ public:
     void handle(Connection& connection, Streams& streams) override;
 
 private:
+    void publish(Connection& connection, Producer& producer, Publisher& publisher);
+
     const Registry& registry_;
     Settings settings_;
 };

@@ -17,6 +17,7 @@
 namespace fastsse {
 
 class ConfigSection;  // fastsse/config/section.hpp
+struct Request;       // fastsse/http/request.hpp: the request's params, copied (no FastCGI in it)
 
 // One client's stream, as a producer sees it. Calls never block and never destroy anything
 // synchronously: a stream whose client left ignores further calls, and its Subscription is
@@ -34,6 +35,14 @@ public:
     // event takes queued_size(event) of them. A producer that sends many events at once (a replay)
     // sends no more than fit.
     virtual size_t room() const = 0;
+    // Adds a response header (a Mercure hub's Last-Event-ID). Only while the stream opens, that is
+    // inside the producer's open(): after, the headers have left and this throws std::logic_error.
+    // A name that is not an HTTP token, or a value with CR, LF or NUL, throws
+    // std::invalid_argument (nothing is added): a header must never split the response.
+    virtual void add_header(std::string_view name, std::string_view value) {
+        (void)name, (void)value;
+        throw std::logic_error("this stream takes no response header");
+    }
 
 protected:
     ~Sink() = default;
@@ -59,6 +68,26 @@ struct StreamStart {
     // reads them into its fields with the table its options() come from (SettingTable::load).
     const Params& params;
     std::chrono::milliseconds retry;    // the location's retry hint, for a stream the producer ends
+    // The whole request, for a producer that reads more of it (the hub: its token's headers).
+    // Null only in tests that start a producer without one.
+    const Request* request = nullptr;
+};
+
+// What a publish is answered: 200 and a text/plain body (a Mercure hub: the update's id).
+struct PublishAnswer {
+    std::string body;
+};
+
+// A producer that also takes events from the outside, as a POST to its location (the Mercure hub).
+// Optional: a POST to the location of a producer without one is a 405, as any other method.
+class Publisher {
+public:
+    // Publishes what `body` (the request body, within the server's bound) holds. Throws
+    // RequestError (http/request.hpp) for a refusal: 400, 401, 403...; it is then published nowhere.
+    virtual PublishAnswer publish(const Request& request, std::string_view body) = 0;
+
+protected:
+    ~Publisher() = default;
 };
 
 class Producer {
@@ -77,6 +106,8 @@ public:
     // The section of the config file this producer reads itself ([commands] for the command
     // producer), or none. The loader reads it before the server starts.
     virtual ConfigSection* config_section() { return nullptr; }
+    // Its publishing side, when it has one: the route hands it a POST.
+    virtual Publisher* publisher() { return nullptr; }
 };
 
 // Producers by name, assembled explicitly in one place (main.cpp).

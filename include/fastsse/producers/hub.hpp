@@ -1,0 +1,69 @@
+#pragma once
+// The Mercure hub (https://mercure.rocks; spec: dunglas/mercure spec/mercure.md, draft 07 "0.x" at
+// tag v0.24.2 and draft 08 "1.0" at HEAD): a producer whose location takes GET to subscribe and
+// POST to publish. Every update goes into one channel (channels/channel.hpp), whose fan-out and
+// history serve every subscriber; each subscriber's Interest lets through what its topic selectors
+// and its token allow. The pure parts it assembles are in hub/: jwt.hpp (tokens), topic_selector.hpp,
+// form.hpp, update_id.hpp.
+//
+// This slice: 0.x publishing and subscribing, 1.0's subscriber side (match=, match_urlpattern=,
+// last_event_id=, Mercure-Last-Event-ID); relative URL patterns are taken against the URL the
+// request reached the hub at (REQUEST_SCHEME, Host, path), else default_hub_url. Not yet: CORS,
+// `aud`/`iss` settings, subscriptions' `payload`, 1.0's subscription events.
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "fastsse/channels/memory_store.hpp"
+#include "fastsse/config/options.hpp"
+#include "fastsse/hub/update_id.hpp"
+#include "fastsse/loop/event_loop.hpp"
+#include "fastsse/producers/producer.hpp"
+
+namespace fastsse {
+
+// The hub's process settings (in settings_table(): flags, the config file, and for the keys the
+// environment, as Mercure's own hub reads them).
+struct HubSettings {
+    std::string publisher_key;   // HS256 secret of publishers' tokens; empty: every publish is a 401
+    std::string subscriber_key;  // HS256 secret of subscribers' tokens; empty: none is valid
+    size_t history = 0;          // updates kept for subscribers that resume
+    size_t history_bytes = 0;    // their encoded bytes and topics, at most
+    size_t max_selectors = 0;    // topic selectors in one subscription
+};
+const SettingTable<HubSettings>& hub_settings();
+
+class HubProducer final : public Producer, public Publisher {
+public:
+    explicit HubProducer(EventLoop& loop);
+
+    // The settings, once they are read (the producer is registered before, for --help). Before the
+    // first request: the channel keeps the history limits it was made with.
+    void configure(const HubSettings& settings);
+
+    std::span<const OptionSpec> options() const override;
+    // What open() would refuse (400, 401), subscribing nothing: a HEAD gets the answer a GET would.
+    void check(const StreamStart& start) const override;
+    std::unique_ptr<Subscription> open(Sink& sink, const StreamStart& start) override;
+    Publisher* publisher() override { return this; }
+
+    PublishAnswer publish(const Request& request, std::string_view body) override;
+
+    size_t subscribers() const { return channel_ ? channel_->subscribers() : 0; }
+
+private:
+    class Subscriber;
+    std::unique_ptr<Subscriber> prepare(const StreamStart& start) const;
+    Channel& channel();
+
+    EventLoop& loop_;
+    HubSettings settings_;
+    MemoryStore store_;
+    Channel* channel_ = nullptr;
+    hub::UpdateIds ids_;
+};
+
+}  // namespace fastsse

@@ -1,0 +1,309 @@
+"""The Mercure hub through nginx: location = /.well-known/mercure as nginx/fastsse-locations.conf ships
+it, GET to subscribe and POST to publish, with the keys from the environment as Mercure's own hub
+reads them. Publish and receive, topic matching, private updates, who may publish and subscribe
+(401, 403), what is refused (400, 413) with nothing published, resume after Last-Event-ID with the
+response headers, `earliest`, anonymous subscribers, and a token that expires mid-stream.
+
+Tokens are made here with the standard library (hmac, hashlib, base64, json): HS256 as the spec
+and symfony/mercure make them.
+
+Every test uses topics of its own (the hub is one for the module), so that what one test publishes
+does not reach another's subscribers, history included."""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import resource
+import time
+from urllib.parse import quote, urlencode
+
+import pytest
+
+from fastsse_testlib import ES, HttpStream, assert_plain_error, get, make_dir, pump
+
+PUBLISHER_KEY = "publisher-key-for-the-hub-tests!"
+SUBSCRIBER_KEY = "subscriber-key-for-the-hub-tests"
+HUB = "/.well-known/mercure"
+ANONYMOUS_HUB = "/t/hub-anonymous"  # fastsse_testlib.TEST_LOCATIONS: FASTSSE_ANONYMOUS 1
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+UUID_ID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt(claims: dict, key: str, alg: str = "HS256") -> str:
+    header = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    payload = b64url(json.dumps(claims).encode())
+    signing_input = f"{header}.{payload}"
+    if alg == "none":
+        return signing_input + "."
+    mac = hmac.new(key.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(mac)}"
+
+
+def publisher_token(topics=("*",), key: str = PUBLISHER_KEY) -> str:
+    return jwt({"mercure": {"publish": list(topics)}}, key)
+
+
+def subscriber_token(topics=(), key: str = SUBSCRIBER_KEY, **claims) -> str:
+    return jwt({"mercure": {"subscribe": list(topics)}, **claims}, key)
+
+
+@pytest.fixture(scope="module")
+def hub(paths, make_module_stack):
+    """fastsse behind nginx, its keys from the environment (as Mercure's hub takes them)."""
+    saved = {k: os.environ.get(k) for k in ("MERCURE_PUBLISHER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY")}
+    os.environ["MERCURE_PUBLISHER_JWT_KEY"] = PUBLISHER_KEY
+    os.environ["MERCURE_SUBSCRIBER_JWT_KEY"] = SUBSCRIBER_KEY
+    try:
+        return make_module_stack(make_dir(paths.work / "hub"))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def topic(request) -> str:
+    """A topic prefix unique to the test."""
+    return "https://example.com/" + re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)
+
+
+def publish(hub, fields, token=None, headers=None):
+    """POSTs the form (a list of pairs, or bytes as they are) to the hub; the whole answer."""
+    body = fields if isinstance(fields, bytes) else urlencode(fields).encode()
+    h = dict(FORM)
+    if token is not None:
+        h["Authorization"] = f"Bearer {token}"
+    h.update(headers or {})
+    return get(hub.port, HUB, h, method="POST", body=body)
+
+
+def published(hub, fields, token=None) -> str:
+    r = publish(hub, fields, token or publisher_token())
+    assert r.status == 200, r.describe()
+    assert r.header("Content-Type") == "text/plain; charset=utf-8", r.describe()
+    return r.text
+
+
+def subscribe(client, hub, query, token=None, headers=None, path=HUB):
+    """Opens a subscription and waits until it is open (the opening comment came)."""
+    h = dict(ES)
+    if token is not None:
+        h["Authorization"] = f"Bearer {token}"
+    h.update(headers or {})
+    s = client(hub, f"{path}?{query}", h)
+    s.wait_comments(1)
+    assert s.status == 200, s.describe()
+    return s
+
+
+def topics_query(*selectors, name="topic") -> str:
+    return "&".join(f"{name}={quote(t, safe='')}" for t in selectors)
+
+
+def test_publish_reaches_a_subscriber_opened_before(hub, client, topic):
+    s = subscribe(client, hub, topics_query(topic), subscriber_token())
+    assert s.header("Content-Type") == "text/event-stream; charset=utf-8"
+    assert s.header("Last-Event-ID") is None  # no resume point given
+    update_id = published(hub, [("topic", topic), ("data", "hello\nworld")])
+    assert UUID_ID.fullmatch(update_id), update_id
+    [event] = s.wait_events(1)
+    assert (event.id, event.data, event.type) == (update_id, "hello\nworld", "message")
+
+    # A given id, type and retry are kept.
+    assert published(hub, [("topic", topic), ("data", "x"), ("id", "my-id-1"), ("type", "note"),
+                           ("retry", "1500")]) == "my-id-1"
+    event = s.wait_events(2)[1]
+    assert (event.id, event.type, event.data) == ("my-id-1", "note", "x")
+    assert s.sse.reconnection_ms == 1500
+
+
+def test_topic_matching(hub, client, topic):
+    book = f"{topic}/books/1"
+    token = subscriber_token()
+    exact = subscribe(client, hub, topics_query(book), token)
+    wildcard = subscribe(client, hub, topics_query("*"), token)
+    template = subscribe(client, hub, topics_query(f"{topic}/books/{{id}}"), token)
+    pattern = subscribe(client, hub, topics_query(f"{topic}/books/:id", name="match_urlpattern"), token)
+    v1_exact = subscribe(client, hub, topics_query(book, name="match"), token)
+    other = subscribe(client, hub, topics_query(f"{topic}/authors/{{id}}", f"{topic}/books"), token)
+    alternate = subscribe(client, hub, topics_query(f"{topic}/alt"), token)
+
+    update_id = published(hub, [("topic", book), ("topic", f"{topic}/alt"), ("data", "b1")])
+    for s in (exact, wildcard, template, pattern, v1_exact, alternate):
+        s.wait(lambda s: any(e.id == update_id for e in s.events), 5, f"update {update_id}")
+    # A relative URL pattern is taken against the URL the hub was reached at (nginx's $scheme, the
+    # Host header): http://127.0.0.1:PORT here.
+    path = re.sub(r"^https://example\.com", "", topic)
+    relative = subscribe(client, hub, topics_query(f"{path}/local/:id", name="match_urlpattern"), token)
+    local_id = published(hub, [("topic", f"https://example.com{path}/local/1"), ("topic",
+                                f"http://127.0.0.1:{hub.port}{path}/local/2"), ("data", "l")])
+    assert [e.id for e in relative.wait_events(1)] == [local_id]
+    # The others' topics come next: by then, `other` would have had the first one.
+    author_id = published(hub, [("topic", f"{topic}/authors/7"), ("data", "a7")])
+    [event] = other.wait_events(1)
+    assert event.id == author_id, other.events
+
+
+def test_private_update_reaches_only_authorized_subscribers(hub, client, topic):
+    secret = f"{topic}/secret/1"
+    allowed = subscribe(client, hub, topics_query(f"{topic}/{{+rest}}"), subscriber_token([f"{topic}/secret/{{id}}"]))
+    # The token in the cookie, as a browser's EventSource sends it.
+    by_cookie = subscribe(client, hub, topics_query(secret),
+                          headers={"Cookie": f"other=1; mercureAuthorization={subscriber_token([secret])}"})
+    not_allowed = subscribe(client, hub, topics_query(f"{topic}/{{+rest}}"), subscriber_token([f"{topic}/public"]))
+    anonymous = subscribe(client, hub, topics_query(f"{topic}/{{+rest}}"), path=ANONYMOUS_HUB)
+
+    private_id = published(hub, [("topic", secret), ("data", "psst"), ("private", "on")])
+    public_id = published(hub, [("topic", f"{topic}/public"), ("data", "hi")])
+    assert [e.id for e in allowed.wait_events(2)] == [private_id, public_id]
+    assert [e.data for e in by_cookie.wait_events(1)] == ["psst"]
+    # The public one came after the private one: had the private one been sent, it would be first.
+    assert [e.id for e in not_allowed.wait_events(1)] == [public_id]
+    assert [e.id for e in anonymous.wait_events(1)] == [public_id]
+
+
+def test_who_may_publish_and_bad_publications_publish_nothing(hub, client, topic):
+    s = subscribe(client, hub, topics_query("*"), subscriber_token(["*"]))
+    good = [("topic", topic), ("data", "x")]
+    refusals = [
+        (401, good, None),
+        (401, good, publisher_token(key="not the publisher key")),
+        (401, good, jwt({"mercure": {"publish": ["*"]}}, PUBLISHER_KEY, alg="none")),
+        (401, good, subscriber_token(["*"])),  # signed with the subscribers' key
+        (403, good, publisher_token([f"{topic}/other"])),
+        (403, [("topic", topic), ("topic", f"{topic}/alt")], publisher_token([topic])),
+        (400, [("data", "no topic")], publisher_token()),
+        (400, b"topic=a&data=%zz", publisher_token()),
+        (400, [("topic", topic), ("id", "#fragment")], publisher_token()),
+        (400, [("topic", topic), ("id", "a\nb")], publisher_token()),
+        (400, [("topic", topic), ("id", "a\rb")], publisher_token()),
+        (400, [("topic", topic), ("id", "a\0b")], publisher_token()),
+        (400, [("topic", topic), ("type", "a\nb")], publisher_token()),
+        (413, [("topic", topic), ("data", "x" * (70 * 1024))], publisher_token()),
+    ]
+    for status, fields, token in refusals:
+        r = publish(hub, fields, token)
+        assert r.status == status, (fields if isinstance(fields, bytes) else fields[:2], r.describe())
+        assert_plain_error(r, status)
+    # The first update this subscriber gets is the one published after all those.
+    update_id = published(hub, [("topic", topic), ("data", "the good one")])
+    s.wait(lambda s: s.events, 5, "an event")
+    assert [e.id for e in s.events] == [update_id]
+
+
+def test_who_may_subscribe(hub, topic):
+    q = topics_query(topic)
+    assert_plain_error(get(hub.port, f"{HUB}?{q}", ES), 401)
+    assert_plain_error(get(hub.port, f"{HUB}?{q}", {**ES, "Authorization": f"Bearer {subscriber_token(key='nope')}"}),
+                       401)
+    unsigned = jwt({"sub": "who-may-subscribe"}, SUBSCRIBER_KEY, "none")
+    assert_plain_error(get(hub.port, f"{HUB}?{q}&authorization={unsigned}", ES), 401)
+    # A token in the query is never logged (the refusal is logged before it is answered).
+    assert unsigned not in hub.fastsse.log()
+    # Anonymous lets in who brings no token, never who brings a bad one.
+    assert_plain_error(get(hub.port, f"{ANONYMOUS_HUB}?{q}", {**ES, "Authorization": "Bearer x.y.z"}), 401)
+    expired = subscriber_token(exp=int(time.time()) - 10)
+    assert_plain_error(get(hub.port, f"{ANONYMOUS_HUB}?{q}", {**ES, "Authorization": f"Bearer {expired}"}), 401)
+    # At least one selector, and not too many (hub_max_selectors, 100 by default).
+    token = {"Authorization": f"Bearer {subscriber_token()}"}
+    assert_plain_error(get(hub.port, HUB, {**ES, **token}), 400)
+    assert_plain_error(get(hub.port, f"{HUB}?{topics_query(*[f'{topic}/{i}' for i in range(101)])}", {**ES, **token}),
+                       400)
+    # HEAD answers as GET would, subscribing nothing.
+    assert get(hub.port, f"{HUB}?{q}", {**ES, **token}, method="HEAD").status == 200
+    assert get(hub.port, f"{HUB}?{q}", ES, method="HEAD").status == 401
+    # Other methods: 405, POST named among those allowed; the clock still takes GET and HEAD only.
+    r = get(hub.port, HUB, method="PUT", body=b"x")
+    assert_plain_error(r, 405)
+    assert r.header("Allow") == "GET, HEAD, POST"
+    r = get(hub.port, "/events/clock", FORM, method="POST", body=b"topic=a")
+    assert_plain_error(r, 405)
+    assert r.header("Allow") == "GET, HEAD"
+
+
+def test_resume_after_last_event_id_with_the_headers(hub, client, topic):
+    first = published(hub, [("topic", topic), ("data", "1")])
+    published(hub, [("topic", f"{topic}/elsewhere"), ("data", "not mine")])
+    second = published(hub, [("topic", topic), ("data", "2")])
+    third = published(hub, [("topic", topic), ("data", "3")])
+    token = subscriber_token()
+
+    s = subscribe(client, hub, topics_query(topic), token, {"Last-Event-ID": first})
+    assert [e.data for e in s.wait_events(2)] == ["2", "3"]
+    assert s.header("Last-Event-ID") == first
+    assert s.header("Mercure-Last-Event-ID") == first
+    # Live updates follow the replay, nothing lost or repeated.
+    fourth = published(hub, [("topic", topic), ("data", "4")])
+    assert [e.id for e in s.wait_events(3)] == [second, third, fourth]
+
+    # 0.x's query parameter, and 1.0's.
+    s = subscribe(client, hub, f"{topics_query(topic)}&lastEventID={quote(third)}", token)
+    assert [e.id for e in s.wait_events(1)] == [fourth]
+    assert s.header("Last-Event-ID") == third
+    s = subscribe(client, hub, f"{topics_query(topic)}&last_event_id={quote(second)}", token)
+    assert [e.id for e in s.wait_events(2)] == [third, fourth]
+
+    # `earliest`, or an id the hub does not know: everything it has, and the answer says `earliest`.
+    for given in ("earliest", "urn:uuid:00000000-0000-4000-8000-000000000000"):
+        s = subscribe(client, hub, topics_query(topic), token, {"Last-Event-ID": given})
+        assert [e.data for e in s.wait_events(4)] == ["1", "2", "3", "4"]
+        assert s.header("Last-Event-ID") == "earliest"
+        assert s.header("Mercure-Last-Event-ID") == "earliest"
+
+
+def test_keys_and_query_tokens_never_reach_the_log(hub, client, topic):
+    s = subscribe(client, hub, f"{topics_query(topic)}&authorization={subscriber_token()}")
+    hub.fastsse.wait_for_log(r"stream \d+ opened: producer=hub uri=\S*authorization=REDACTED")
+    log = hub.fastsse.log()
+    assert subscriber_token() not in log
+    assert PUBLISHER_KEY not in log and SUBSCRIBER_KEY not in log
+    s.close()
+
+
+def test_anonymous_location_lets_in_subscribers_without_a_token(hub, client, topic):
+    assert_plain_error(get(hub.port, f"{HUB}?{topics_query(topic)}", ES), 401)
+    s = subscribe(client, hub, topics_query(topic), path=ANONYMOUS_HUB)
+    update_id = published(hub, [("topic", topic), ("data", "for everyone")])
+    assert [e.id for e in s.wait_events(1)] == [update_id]
+
+
+def test_a_token_that_expires_ends_the_stream(hub, client, topic):
+    s = subscribe(client, hub, topics_query(topic), subscriber_token(exp=int(time.time()) + 2))
+    update_id = published(hub, [("topic", topic), ("data", "before")])
+    assert [e.id for e in s.wait_events(1)] == [update_id]
+    s.wait_end(timeout=5)
+    assert s.ended
+
+
+def test_1000_subscribers_of_one_topic_receive_the_same_update(hub, topic):
+    n, batch_size = 1000, 200
+    need = n + 500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        assert hard >= need, f"this test needs {need} descriptors, the hard limit is {hard}"
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    headers = {**ES, "Authorization": f"Bearer {subscriber_token()}"}
+    streams: list[HttpStream] = []
+    try:
+        # Opened in batches, each answered before the next, so that no listen queue overflows.
+        for first in range(0, n, batch_size):
+            batch = [HttpStream(hub.port, f"{HUB}?{topics_query(topic)}&n={i}", headers)
+                     for i in range(first, first + batch_size)]
+            streams += batch
+            pump(batch, lambda: all(s.sse is not None and s.comments for s in batch), 20,
+                 f"subscribers {first}..{first + batch_size - 1} to open")
+        assert all(s.status == 200 for s in streams)
+        update_id = published(hub, [("topic", topic), ("data", "to all")])
+        pump(streams, lambda: all(s.events for s in streams), 20, "every subscriber to receive the update")
+        assert all([(e.id, e.data) for e in s.events] == [(update_id, "to all")] for s in streams)
+    finally:
+        for s in streams:
+            s.close()
