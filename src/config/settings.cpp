@@ -75,6 +75,8 @@ const SettingTable<Settings>& settings_table() {
         t.add(&S::limits, stream_settings());
         t.add(integer("max_streams", &S::max_streams, "15000", 1, 1'000'000, {},
                       "open streams at most; beyond, 503 with Retry-After"));
+        t.add(integer("max_body", &S::max_body, "1048576", 0, 64 * 1024 * 1024, "bytes",
+                      "request body taken at most (a hub publication); beyond, 413"));
         t.add(&S::hub, hub_settings());
         t.add(choice("log_level", &S::log_level, "info", "debug|info|warn|error", "least important log lines shown"));
         return t;

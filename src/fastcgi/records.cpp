@@ -3,6 +3,7 @@
 #include <fcgiapp.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -137,7 +138,7 @@ std::string management_answer(unsigned type, std::string_view content, size_t ma
 
 }  // namespace
 
-HeadCheck check_head(std::string_view bytes, size_t max_conns, size_t body_limit) {
+HeadCheck check_head(std::string_view bytes, size_t max_conns) {
     HeadCheck check;
     auto refuse = [&](std::string reason, std::string answer = {}) {
         check.verdict = HeadCheck::Verdict::refused;
@@ -145,7 +146,7 @@ HeadCheck check_head(std::string_view bytes, size_t max_conns, size_t body_limit
         check.answer = std::move(answer);
         return check;
     };
-    enum class Expect { begin, params, stdin_records } expect = Expect::begin;
+    enum class Expect { begin, params } expect = Expect::begin;
     unsigned id = 0;
     std::string params;  // the FCGI_PARAMS stream: pairs may span records
     size_t at = 0;
@@ -188,28 +189,83 @@ HeadCheck check_head(std::string_view bytes, size_t max_conns, size_t body_limit
                 return refuse("a param whose length runs past the params that came");
             check.verdict = HeadCheck::Verdict::ready;
             check.head_length = at;
-            expect = Expect::stdin_records;
-            break;
-        case Expect::stdin_records:
-            if (h.request_id == id && h.type == type_abort_request) return refuse("the web server aborted the request");
-            if (h.request_id != id || h.type != type_stdin)
-                return refuse(fmt::format("a record of type {} where the body of request {} goes", h.type, id));
-            if (h.content_length == 0) {
-                check.whole = true;
-                return check;
-            }
-            if (check.body_too_large) break;
-            if (check.body.size() + content.size() > body_limit) {
-                // Too large for any route: the rest is only walked through, still checked.
-                check.body_too_large = true;
-                check.body.clear();
-            } else {
-                check.body.append(content);
-            }
-            break;
+            return check;
         }
     }
     return check;
+}
+
+void BodyReader::start_record() {
+    auto h = read_header(std::string_view(header_.data(), header_.size()));
+    auto refuse = [&](std::string reason) {
+        state_ = State::refused;
+        reason_ = std::move(reason);
+        body_.clear();
+    };
+    if (h.version != version_1) return refuse(fmt::format("not FastCGI (a record of version {})", h.version));
+    if (h.request_id == id_ && h.type == type_abort_request) return refuse("the web server aborted the request");
+    if (h.request_id != id_ || h.type != type_stdin)
+        return refuse(fmt::format("a record of type {} where the body of request {} goes", h.type, id_));
+    content_left_ = h.content_length;
+    padding_left_ = h.padding;
+    last_ = h.content_length == 0;
+}
+
+size_t BodyReader::feed(std::string_view bytes) {
+    size_t used = 0;
+    while (state_ == State::more) {
+        if (header_have_ == header_size && content_left_ == 0 && padding_left_ == 0) {
+            if (last_) {
+                state_ = State::whole;
+                break;
+            }
+            header_have_ = 0;  // the next record
+        }
+        auto rest = bytes.substr(used);
+        if (rest.empty()) break;
+        if (header_have_ < header_size) {
+            size_t n = std::min(header_size - header_have_, rest.size());
+            std::memcpy(header_.data() + header_have_, rest.data(), n);
+            header_have_ += n;
+            used += n;
+            if (header_have_ == header_size) start_record();
+        } else if (content_left_ > 0) {
+            size_t n = std::min(content_left_, rest.size());
+            if (!too_large_ && body_.size() + n > limit_) {
+                too_large_ = true;  // the rest is only walked through, still checked
+                std::string().swap(body_);
+            }
+            if (!too_large_) body_.append(rest.substr(0, n));
+            content_left_ -= n;
+            used += n;
+        } else {
+            size_t n = std::min(padding_left_, rest.size());
+            padding_left_ -= n;
+            used += n;
+        }
+    }
+    return used;
+}
+
+std::optional<Connection> read_request(std::string_view head, UniqueFd fd) {
+    int ends[2];
+    if (::pipe2(ends, O_CLOEXEC) != 0) return std::nullopt;
+    UniqueFd out(ends[0]), in(ends[1]);
+    // A pipe holds 64 KiB unless asked for more; a head is rarely a tenth of that.
+    constexpr size_t pipe_default = 64 * 1024;
+    if (head.size() > pipe_default && ::fcntl(in.get(), F_SETPIPE_SZ, static_cast<int>(head.size())) < 0)
+        return std::nullopt;
+    ::fcntl(in.get(), F_SETFL, O_NONBLOCK);
+    while (!head.empty()) {
+        ssize_t n = ::write(in.get(), head.data(), head.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return std::nullopt;
+        head.remove_prefix(static_cast<size_t>(n));
+    }
+    in.reset();
+    auto connection = read_request(std::move(out));
+    if (connection) connection->fd = std::move(fd);
+    return connection;
 }
 
 std::optional<Connection> read_request(UniqueFd fd) {

@@ -26,7 +26,7 @@ void answer(Connection& c, const RequestError& error) {
 const std::string& request_body(const Connection& c) {
     if (!c.body_whole)
         throw RequestError(413, fmt::format("The request body is too large: fastsse takes up to {} bytes.",
-                                            fastcgi::max_body));
+                                            c.body_limit));
     return c.body;
 }
 

@@ -20,7 +20,7 @@ void Server::run() {
         shut_down();
     });
     sweep_timer_ = loop_.call_after(std::chrono::seconds(1), [this] { sweep(); });
-    acceptor_ = std::make_unique<Acceptor>(loop_, listen_fd_, settings_.max_streams,
+    acceptor_ = std::make_unique<Acceptor>(loop_, listen_fd_, settings_.max_streams, settings_.max_body,
                                            [this](Connection c) { routes_.dispatch(std::move(c), *this); });
     loop_.run();
     acceptor_.reset();

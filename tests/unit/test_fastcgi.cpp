@@ -6,6 +6,10 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
 #include <optional>
 
 #include <string>
@@ -14,6 +18,7 @@
 
 #include "fastsse/fastcgi/acceptor.hpp"
 #include "fastsse/fastcgi/records.hpp"
+#include "fastsse/http/router.hpp"
 #include "support.hpp"
 
 using namespace std::string_literals;
@@ -206,14 +211,13 @@ TEST_CASE("check_head: a request as nginx and Apache send it") {
     auto c = check(head);
     CHECK(c.verdict == Verdict::ready);
     CHECK(c.head_length == head.size());
-    CHECK_FALSE(c.whole);  // Apache's mod_proxy_fcgi sends the end of stdin in a write of its own
 
-    c = check(get);
-    CHECK(c.verdict == Verdict::ready);
-    CHECK(c.head_length == head.size());  // what follows the head is not libfcgi's to read
-    CHECK(c.whole);
-    CHECK(check(post).whole);
-    CHECK(check(get + "more").whole);
+    // What follows the head is not libfcgi's to read, nor check_head's to judge (BodyReader's).
+    for (auto bytes : {get, post, get + "more", head + record(params, "x"), head + "\x07garbage"s}) {
+        c = check(bytes);
+        CHECK(c.verdict == Verdict::ready);
+        CHECK(c.head_length == head.size());
+    }
 
     SUBCASE("any shorter prefix is not all there yet, and never refused") {
         for (size_t cut = 0; cut < head.size(); ++cut) {
@@ -222,9 +226,7 @@ TEST_CASE("check_head: a request as nginx and Apache send it") {
         }
         for (size_t cut = head.size(); cut < post.size(); ++cut) {
             CAPTURE(cut);
-            c = check(std::string_view(post).substr(0, cut));
-            CHECK(c.verdict == Verdict::ready);
-            CHECK_FALSE(c.whole);
+            CHECK(check(std::string_view(post).substr(0, cut)).verdict == Verdict::ready);
         }
     }
     SUBCASE("a name-value pair may span records, and lengths may take four bytes") {
@@ -301,17 +303,12 @@ TEST_CASE("check_head refuses what libfcgi must never read") {
     SUBCASE("records of another request or type in the middle") {
         refused(begin + record(params, "", 0, 2));
         refused(begin + record(stdin_, "x"));
-        refused(head + record(params, "x"));
-        refused(head + record(stdin_, "x", 0, 9));
         auto c = refused(begin + record(begin_request, responder, 0, 2));
         auto answer = parse(c.answer);
         REQUIRE(answer.size() == 1);
         CHECK(answer[0].type == 3);
         CHECK(answer[0].request_id == 2);
         CHECK(answer[0].content == "\0\0\0\0\1\0\0\0"s);  // FCGI_CANT_MPX_CONN
-    }
-    SUBCASE("FCGI_ABORT_REQUEST before the body ended") {
-        CHECK(refused(head + record(abort_request, "")).answer.empty());
     }
 }
 
@@ -343,73 +340,91 @@ TEST_CASE("read_request: libfcgi reads a checked head, and only the head") {
     CHECK(connection->request.fastsse.at("producer") == "clock");
 }
 
-TEST_CASE("check_head: the request body, kept for a route") {
-    SUBCASE("no body: empty, and whole") {
-        auto c = check(head + record(stdin_, ""));
-        CHECK(c.whole);
-        CHECK(c.body.empty());
-        CHECK_FALSE(c.body_too_large);
+namespace {
+// The body after `head` in `bytes`, fed to a BodyReader in pieces of `piece` bytes.
+struct Fed {
+    fcgi::BodyReader::State state;
+    std::string body;
+    bool too_large;
+    size_t used;
+};
+Fed feed(std::string_view bytes, size_t limit = 64, size_t piece = SIZE_MAX, unsigned id = 1) {
+    fcgi::BodyReader reader(id, limit);
+    size_t used = 0;
+    while (used < bytes.size()) {
+        auto part = bytes.substr(used, piece);
+        auto n = reader.feed(part);
+        used += n;
+        if (reader.state() != fcgi::BodyReader::State::more) break;
+        REQUIRE(n == part.size());  // all of it while more is expected
     }
-    SUBCASE("a body over several records, padding skipped") {
-        auto c = check(head + record(stdin_, "a=1", 5) + record(stdin_, "&b=", 0) + record(stdin_, "2", 7) +
-                       record(stdin_, ""));
-        CHECK(c.verdict == Verdict::ready);
-        CHECK(c.whole);
-        CHECK(c.body == "a=1&b=2");
+    if (reader.state() == fcgi::BodyReader::State::refused) CHECK_FALSE(reader.reason().empty());
+    return {reader.state(), reader.body(), reader.too_large(), used};
+}
+using State = fcgi::BodyReader::State;
+}  // namespace
+
+TEST_CASE("BodyReader: the request body, kept for a route") {
+    SUBCASE("no body: empty, and whole") {
+        auto f = feed(record(stdin_, ""));
+        CHECK(f.state == State::whole);
+        CHECK(f.body.empty());
+        CHECK_FALSE(f.too_large);
+    }
+    SUBCASE("a body over several records, padding skipped, cut anywhere") {
+        auto bytes = record(stdin_, "a=1", 5) + record(stdin_, "&b=", 0) + record(stdin_, "2", 7) + record(stdin_, "", 3);
+        for (size_t piece : {size_t{1}, size_t{2}, size_t{7}, size_t{8}, size_t{9}, bytes.size()}) {
+            CAPTURE(piece);
+            auto f = feed(bytes, 64, piece);
+            CHECK(f.state == State::whole);
+            CHECK(f.body == "a=1&b=2");
+            CHECK(f.used == bytes.size());  // the end record's padding too
+        }
     }
     SUBCASE("bytes as they are, NUL and CR LF included") {
         auto content = "x\0y\r\n"s;
-        CHECK(check(head + record(stdin_, content, 3) + record(stdin_, "")).body == content);
+        CHECK(feed(record(stdin_, content, 3) + record(stdin_, "")).body == content);
     }
-    SUBCASE("split records: only whole records count, and the body is not whole yet") {
-        auto bytes = head + record(stdin_, "first", 3) + record(stdin_, "second", 2) + record(stdin_, "");
-        auto second_at = head.size() + 8 + 5 + 3;
-        for (size_t cut = head.size(); cut < bytes.size(); ++cut) {
+    SUBCASE("not whole until the empty record") {
+        auto bytes = record(stdin_, "first", 3) + record(stdin_, "second", 2) + record(stdin_, "");
+        for (size_t cut = 0; cut < bytes.size(); ++cut) {
             CAPTURE(cut);
-            auto c = check(std::string_view(bytes).substr(0, cut));
-            REQUIRE(c.verdict == Verdict::ready);
-            CHECK_FALSE(c.whole);
-            CHECK(c.body == (cut < second_at ? "" : cut < second_at + 8 + 6 + 2 ? "first" : "firstsecond"));
+            CHECK(feed(std::string_view(bytes).substr(0, cut)).state == State::more);
         }
-        CHECK(check(bytes).body == "firstsecond");
+        CHECK(feed(bytes).body == "firstsecond");
     }
-    SUBCASE("what follows the end of the body is not the body") {
-        CHECK(check(head + record(stdin_, "a") + record(stdin_, "") + record(stdin_, "b")).body == "a");
+    SUBCASE("what follows the end of the body is not the body, nor used") {
+        auto end = record(stdin_, "a") + record(stdin_, "");
+        auto f = feed(end + record(stdin_, "b"));
+        CHECK(f.body == "a");
+        CHECK(f.used == end.size());
     }
-    SUBCASE("over the bound: too large, nothing kept, the records still checked") {
-        auto exact = head + record(stdin_, "1234") + record(stdin_, "5678") + record(stdin_, "");
-        auto c = fcgi::check_head(exact, 1, 8);
-        CHECK(c.body == "12345678");
-        CHECK_FALSE(c.body_too_large);
+    SUBCASE("the limit exactly; one byte over: too large, nothing kept, the records still checked") {
+        auto f = feed(record(stdin_, "1234") + record(stdin_, "5678") + record(stdin_, ""), 8);
+        CHECK(f.state == State::whole);
+        CHECK(f.body == "12345678");
+        CHECK_FALSE(f.too_large);
 
-        auto over = head + record(stdin_, "1234") + record(stdin_, "56789") + record(stdin_, "");
-        c = fcgi::check_head(over, 1, 8);
-        CHECK(c.verdict == Verdict::ready);
-        CHECK(c.whole);  // the end of the body is still waited for, as for any request
-        CHECK(c.body_too_large);
-        CHECK(c.body.empty());
-        c = fcgi::check_head(head + record(stdin_, "123456789") + record(stdin_, "x", 0, 2), 1, 8);
-        CHECK(c.verdict == Verdict::refused);
-        c = fcgi::check_head(head + record(stdin_, "123456789") + record(abort_request, ""), 1, 8);
-        CHECK(c.verdict == Verdict::refused);
+        f = feed(record(stdin_, "1234") + record(stdin_, "56789") + record(stdin_, ""), 8, 3);
+        CHECK(f.state == State::whole);  // the end of the body is still read, as for any request
+        CHECK(f.too_large);
+        CHECK(f.body.empty());
+        CHECK(feed(record(stdin_, "123456789") + record(stdin_, "x", 0, 2), 8).state == State::refused);
+        CHECK(feed(record(stdin_, "123456789") + record(abort_request, ""), 8).state == State::refused);
+        CHECK(feed(record(stdin_, "x"), 0).too_large);
+        CHECK_FALSE(feed(record(stdin_, ""), 0).too_large);
     }
-    SUBCASE("the default bound, max_body, over records of 64 KiB") {
-        std::string body(fcgi::max_body, 'b');
-        std::string records;
-        for (size_t at = 0; at < body.size(); at += fcgi::max_content)
-            records += record(stdin_, std::string_view(body).substr(at, fcgi::max_content), 1);
-        auto c = check(head + records + record(stdin_, ""));
-        CHECK(c.whole);
-        CHECK(c.body == body);
-        c = check(head + records + record(stdin_, "!") + record(stdin_, ""));
-        CHECK(c.whole);
-        CHECK(c.body_too_large);
-        CHECK(c.body.empty());
-    }
-    SUBCASE("body records of another request or type are refused, as in the head") {
-        CHECK(check(head + record(stdin_, "x", 0, 2)).verdict == Verdict::refused);
-        CHECK(check(head + record(stdin_, "x") + record(params, "y")).verdict == Verdict::refused);
-        CHECK(check(head + record(stdin_, "x") + record(abort_request, "")).verdict == Verdict::refused);
+    SUBCASE("records of another request or type, or not FastCGI, are refused") {
+        CHECK(feed(record(stdin_, "x", 0, 2)).state == State::refused);
+        CHECK(feed(record(stdin_, "x") + record(params, "y")).state == State::refused);
+        CHECK(feed(record(stdin_, "x") + record(begin_request, responder)).state == State::refused);
+        CHECK(feed(record(stdin_, "x") + record(get_values, "", 0, 0)).state == State::refused);
+        CHECK(feed(record(stdin_, "x") + record(abort_request, "")).state == State::refused);
+        CHECK(feed(record(abort_request, "")).state == State::refused);
+        CHECK(feed("GET / HTTP/1.1\r\n"s).state == State::refused);
+        auto f = feed(record(stdin_, "x", 0, 7), 64, SIZE_MAX, 7);
+        CHECK(f.state == State::more);
+        CHECK(f.body == "x");
     }
 }
 
@@ -443,19 +458,58 @@ struct Listening {
 };
 
 // Sends `bytes` to a fresh connection to the Acceptor and returns the Connection it hands on.
-std::optional<fastsse::Connection> accept_request(const std::string& bytes) {
+std::optional<fastsse::Connection> accept_request(const std::string& bytes, size_t max_body = 1024 * 1024) {
     REQUIRE(FCGX_Init() == 0);
     fastsse::EventLoop loop;
     Listening listening;
     std::optional<fastsse::Connection> got;
-    fastsse::Acceptor acceptor(loop, listening.fd.get(), 10, [&](fastsse::Connection c) { got = std::move(c); });
+    fastsse::Acceptor acceptor(loop, listening.fd.get(), 10, max_body,
+                               [&](fastsse::Connection c) { got = std::move(c); });
     auto client = listening.connect();
-    // Everything is sent before the loop runs: the acceptor only peeks until the request is whole, so
-    // the kernel must hold all of it (as it does for a web server's request).
+    // All sent before the loop runs, as a web server sends a small request in one or two writes.
     ::fcntl(client.get(), F_SETFL, ::fcntl(client.get(), F_GETFL) | O_NONBLOCK);
     REQUIRE(::send(client.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
     CHECK(fastsse_test::run_loop_until(loop, [&] { return got.has_value(); }, std::chrono::seconds(3)));
     return got;
+}
+
+// What the Acceptor did with a request sent `chunk` bytes every `interval` while the loop runs
+// (and then nothing more once `stop_at` bytes have left).
+struct Slow {
+    std::optional<fastsse::Connection> got;
+    bool closed = false;  // the connection was closed without being handed on
+    int wakeups = 0;      // of the sender: how many writes the request took
+    std::chrono::steady_clock::duration took{};
+};
+Slow send_slowly(const std::string& bytes, size_t max_body, size_t chunk, std::chrono::milliseconds interval,
+                 size_t stop_at = SIZE_MAX, std::chrono::seconds deadline = std::chrono::seconds(10)) {
+    REQUIRE(FCGX_Init() == 0);
+    fastsse::EventLoop loop;
+    Listening listening;
+    Slow slow;
+    fastsse::Acceptor acceptor(loop, listening.fd.get(), 10, max_body,
+                               [&](fastsse::Connection c) { slow.got = std::move(c); });
+    auto client = listening.connect();
+    ::fcntl(client.get(), F_SETFL, ::fcntl(client.get(), F_GETFL) | O_NONBLOCK);
+    size_t sent = 0;
+    fastsse::Timer timer;
+    std::function<void()> send_some = [&] {
+        auto end = std::min({bytes.size(), stop_at, sent + chunk});
+        if (sent < end) {
+            ++slow.wakeups;
+            ssize_t n = ::send(client.get(), bytes.data() + sent, end - sent, MSG_NOSIGNAL);
+            if (n > 0) sent += static_cast<size_t>(n);
+        }
+        char c;
+        ssize_t n = ::recv(client.get(), &c, 1, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) slow.closed = true;
+        timer = loop.call_after(interval, send_some);
+    };
+    auto start = std::chrono::steady_clock::now();
+    send_some();
+    fastsse_test::run_loop_until(loop, [&] { return slow.got.has_value() || slow.closed; }, deadline);
+    slow.took = std::chrono::steady_clock::now() - start;
+    return slow;
 }
 
 std::string body_records(std::string_view body) {
@@ -465,9 +519,15 @@ std::string body_records(std::string_view body) {
     return out + record(stdin_, "");
 }
 
+std::string pattern(size_t size) {
+    std::string body;
+    for (size_t i = 0; i < size; ++i) body += static_cast<char>('a' + i % 26);
+    return body;
+}
+
 }  // namespace
 
-TEST_CASE("Acceptor: the request body comes with the Connection, whatever libfcgi read") {
+TEST_CASE("Acceptor: the request body comes with the Connection") {
     SUBCASE("no body") {
         auto c = accept_request(head + record(stdin_, ""));
         REQUIRE(c);
@@ -481,19 +541,67 @@ TEST_CASE("Acceptor: the request body comes with the Connection, whatever libfcg
         CHECK(c->body_whole);
         CHECK(c->body == "{\"a\":1}");
     }
-    SUBCASE("max_body exactly, over two records") {
-        std::string body;
-        for (size_t i = 0; i < fcgi::max_body; ++i) body += static_cast<char>('a' + i % 26);
-        auto c = accept_request(head + body_records(body));
+    SUBCASE("max_body exactly, over two records; one byte over: not whole, and the 413") {
+        auto body = pattern(70000);
+        auto c = accept_request(head + body_records(body), body.size());
         REQUIRE(c);
         CHECK(c->body_whole);
         CHECK(c->body == body);
-    }
-    SUBCASE("one byte over max_body: no body, and not whole") {
-        auto c = accept_request(head + body_records(std::string(fcgi::max_body + 1, 'x')));
+        c = accept_request(head + body_records(body + "x"), body.size());
         REQUIRE(c);
         CHECK(c->request.method == "GET");
         CHECK_FALSE(c->body_whole);
         CHECK(c->body.empty());
+        CHECK(c->body_limit == body.size());
+        try {
+            fastsse::request_body(*c);
+            FAIL("no 413");
+        } catch (const fastsse::RequestError& e) {
+            CHECK(e.status == 413);
+            CHECK(std::string(e.what()).find("70000 bytes") != std::string::npos);
+        }
     }
+    SUBCASE("the head alone first, then the end of the body in a write of its own (Apache)") {
+        auto s = send_slowly(head + record(stdin_, ""), 1024, head.size(), std::chrono::milliseconds(20));
+        REQUIRE(s.got);
+        CHECK(s.got->body_whole);
+        CHECK(s.wakeups == 2);
+    }
+    SUBCASE("bad records in the body: the connection is closed") {
+        for (auto bad : {record(params, "x"), record(stdin_, "x", 0, 2), record(abort_request, ""), "junk\0\0\0\0"s}) {
+            auto s = send_slowly(head + record(stdin_, "ok") + bad + record(stdin_, ""), 1024, 1 << 20,
+                                 std::chrono::milliseconds(5));
+            CHECK_FALSE(s.got);
+            CHECK(s.closed);
+        }
+    }
+}
+
+TEST_CASE("Acceptor: a 1 MiB body in many records, arriving slowly over many wake-ups") {
+    auto body = pattern(1024 * 1024);
+    std::string records;
+    for (size_t at = 0; at < body.size(); at += 1000)  // a thousand records and more
+        records += record(stdin_, std::string_view(body).substr(at, 1000), static_cast<unsigned char>(at % 5));
+    records += record(stdin_, "");
+    auto s = send_slowly(head + records, body.size(), 48 * 1024, std::chrono::milliseconds(1));
+    REQUIRE(s.got);
+    CHECK(s.wakeups > 20);
+    CHECK(s.got->body_whole);
+    CHECK(s.got->body == body);
+
+    SUBCASE("one byte more than max_body: read to its end, then handed on for the 413") {
+        auto over = send_slowly(head + records, body.size() - 1, 48 * 1024, std::chrono::milliseconds(1));
+        REQUIRE(over.got);
+        CHECK_FALSE(over.got->body_whole);
+        CHECK(over.got->body.empty());
+    }
+}
+
+TEST_CASE("Acceptor: a body that stalls is dropped at the deadline") {
+    auto bytes = head + record(stdin_, std::string(5000, 'x')) + record(stdin_, "");
+    auto s = send_slowly(bytes, 1 << 20, 1 << 20, std::chrono::milliseconds(20), head.size() + 100);
+    CHECK_FALSE(s.got);
+    CHECK(s.closed);
+    CHECK(s.took >= fastsse::Acceptor::head_timeout);
+    CHECK(s.took < fastsse::Acceptor::head_timeout + std::chrono::seconds(2));
 }

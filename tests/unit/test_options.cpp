@@ -346,10 +346,15 @@ TEST_CASE("the process settings: each declared once, the stream's among them, a 
     for (const auto& spec : fastsse::settings_table().specs()) names.emplace_back(spec.name);
     for (const auto& spec : fastsse::settings_table().overridable()) overridable.emplace_back(spec.name);
     CHECK(names == std::vector<std::string>{"listen", "socket_mode", "heartbeat", "retry", "stream_buffer",
-                                            "write_timeout", "max_streams", "publisher_jwt_key",
+                                            "write_timeout", "max_streams", "max_body", "publisher_jwt_key",
                                             "subscriber_jwt_key", "hub_history", "hub_history_bytes",
                                             "hub_max_selectors", "log_level"});
     CHECK(overridable == std::vector<std::string>{"heartbeat", "retry"});
+
+    fastsse::Settings defaults;
+    fastsse::settings_table().set_defaults(defaults);
+    CHECK(defaults.max_body == 1024 * 1024);
+    CHECK_THROWS(fastsse::settings_table().set(defaults, "max_body", std::to_string(64 * 1024 * 1024 + 1)));
 
     // A stream's limits as a default StreamLimits has them are the table's defaults.
     fastsse::StreamLimits from_table;

@@ -153,6 +153,7 @@ struct Fixture {
         c.request = std::move(request);
         c.body = std::move(body);
         c.body_whole = body_whole;
+        c.body_limit = 65536;  // the max_body setting, for the 413s text
         routes.dispatch(std::move(c), *server);
         auto answer = read_answer(peer);
         for (auto id : answer.request_ids) CHECK(id == 0x0102);

@@ -19,6 +19,7 @@ struct Settings {
     unsigned socket_mode = 0;  // for a unix socket
     StreamLimits limits;       // stream_settings(): heartbeat and retry (a location may override them), ...
     size_t max_streams = 0;
+    size_t max_body = 0;       // bytes of a request body kept for a route (a hub publication)
     HubSettings hub;           // hub_settings(): the Mercure hub's keys and bounds
     std::string log_level;
 };

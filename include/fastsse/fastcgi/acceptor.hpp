@@ -1,7 +1,8 @@
 #pragma once
 // Accepting connections on the event loop, without ever blocking it: a new connection waits, for a
-// few seconds at most, until its whole request (head and body) has arrived; only then does libfcgi
-// decode the head. The body (up to fastcgi::max_body) goes on with the Connection.
+// few seconds at most, until its whole request has arrived: its head is peeked at until it is all
+// there and checked, then taken; the body is read as it comes (fastcgi::BodyReader). Only then does
+// libfcgi decode the head. The body (up to max_body bytes) goes on with the Connection.
 // A web server (or anything else) that connects and stalls costs one descriptor until that deadline,
 // never the accepting of other requests, and never the shutdown.
 #include <chrono>
@@ -18,13 +19,15 @@ namespace fastsse {
 
 class Acceptor final : public IoHandler {
 public:
-    // How long a connection may take to send its request head.
+    // How long a connection may take to send its request, head and body.
     static constexpr std::chrono::seconds head_timeout{5};
     // How long accepting pauses when accept() fails (out of descriptors, most often).
     static constexpr std::chrono::milliseconds accept_pause{100};
 
-    // max_conns: what a web server asking FCGI_GET_VALUES is told.
-    Acceptor(EventLoop& loop, int listen_fd, size_t max_conns, std::function<void(Connection)> on_request);
+    // max_conns: what a web server asking FCGI_GET_VALUES is told. max_body: the largest request
+    // body kept for a route; a larger one is read through and dropped (Connection::body_whole).
+    Acceptor(EventLoop& loop, int listen_fd, size_t max_conns, size_t max_body,
+             std::function<void(Connection)> on_request);
     ~Acceptor();
     Acceptor(const Acceptor&) = delete;
     Acceptor& operator=(const Acceptor&) = delete;
@@ -47,6 +50,7 @@ private:
     static constexpr int max_refusals_logged = 20;  // each second (drop_stale's round)
 
     size_t max_conns_;
+    size_t max_body_;
     int refusals_ = 0;
     bool listening_ = true;
     bool paused_ = false;

@@ -42,8 +42,8 @@ public:
     virtual void handle(Connection& connection, Streams& streams) = 0;
 };
 
-// The request body for a route that needs it; a 413 when it passed fastcgi::max_body (or did not
-// come whole).
+// The request body for a route that needs it; a 413 when it passed the max_body setting
+// (Connection::body_whole false).
 const std::string& request_body(const Connection& connection);
 
 class Router {
