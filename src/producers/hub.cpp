@@ -116,6 +116,11 @@ const SettingTable<HubSettings>& hub_settings() {
                 "the hub's history at most, updates and their topics"),
         integer("hub_max_selectors", &S::max_selectors, "100", 1, 10'000, {},
                 "topic selectors in one subscription at most; beyond, 400"),
+        // Parsed once, here: a bad origin stops the start, and no request parses the list again.
+        Setting<S>{{"cors_origins", OptionSpec::Kind::text, "", 0, 0, {}, {},
+                    "origins whose pages may use the hub (CORS), space-separated: an exact origin "
+                    "(https://example.com) with its cookies, or * for any other, without cookies; empty: none"},
+                   [](S& s, std::string_view v) { s.cors = CorsPolicy::parse(v); }},
     };
     return table;
 }
