@@ -36,6 +36,9 @@ struct HubSettings {
     size_t history_bytes = 0;    // their encoded bytes and topics, at most
     size_t max_selectors = 0;    // topic selectors in one subscription
     CorsPolicy cors;             // cors_origins: the origins whose pages may subscribe and publish
+    // 1 when each request gets a fastsse process of its own (mod_fcgid): publications could not
+    // reach the subscribers of other processes, so the hub refuses to pretend (503).
+    unsigned one_request_per_process = 0;
 };
 const SettingTable<HubSettings>& hub_settings();
 
