@@ -1,5 +1,7 @@
 #include "fastsse/http/request.hpp"
 
+#include "fastsse/http/cors.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cstring>
@@ -79,6 +81,9 @@ Request request_from_env(const char* const* envp) {
         else if (name == "HTTP_LAST_EVENT_ID") r.last_event_id = std::string(value);
         else if (name == "HTTP_AUTHORIZATION") r.authorization = std::string(value);
         else if (name == "HTTP_COOKIE") r.cookie = std::string(value);
+        else if (name == "HTTP_ORIGIN") {
+            if (value.size() <= max_origin) r.origin = std::string(value);
+        }
         else if (name == "REQUEST_SCHEME") r.scheme = value;
         else if (name == "HTTP_HOST") r.host = value;
         else if (name == "CONTENT_TYPE") r.content_type = value;

@@ -10,6 +10,7 @@ namespace fastsse {
 std::string_view status_text(int status) {
     switch (status) {
     case 200: return "OK";
+    case 204: return "No Content";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -42,6 +43,7 @@ void send_error(Connection& c, const RequestError& error) {
     std::string headers;
     if (error.retry_after) headers += fmt::format("Retry-After: {}\r\n", error.retry_after->count());
     if (!error.allow.empty()) headers += fmt::format("Allow: {}\r\n", error.allow);
+    headers += error.location_headers;
     send_response(c, error.status, headers, std::string(error.what()) + "\n");
 }
 

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "fastsse/http/cors.hpp"
 #include "fastsse/http/response.hpp"
 #include "fastsse/http/stream.hpp"
 
@@ -14,15 +15,37 @@ void StreamRoute::handle(Connection& c, Streams& streams) {
     const auto& r = c.request;
     auto it = r.fastsse.find("producer");
     auto* producer = it == r.fastsse.end() ? nullptr : registry_.find(it->second);
+    const CorsPolicy* cors = producer ? producer->cors() : nullptr;
+    // A location that takes cross-origin requests says on every answer, refusals too, whether the
+    // page that asked may read it.
+    auto cors_headers = cors ? cors->response_headers(r.origin) : Headers();
+    try {
+        serve(c, streams, producer, cors, cors_headers);
+    } catch (RequestError& e) {
+        e.location_headers += cgi_lines(cors_headers);
+        throw;
+    }
+}
+
+void StreamRoute::serve(Connection& c, Streams& streams, Producer* producer, const CorsPolicy* cors,
+                        const Headers& cors_headers) {
+    const auto& r = c.request;
+    auto it = r.fastsse.find("producer");
     auto* publisher = producer ? producer->publisher() : nullptr;
+    if (r.method == "OPTIONS" && cors) {
+        // A preflight: the browser asks whether the real request may follow. Allowed or not, the
+        // answer is a 204 (OPTIONS is a method this location takes); the CORS headers decide.
+        auto headers = "Allow: GET, HEAD, POST, OPTIONS\r\n" + cgi_lines(cors->preflight_headers(r.origin));
+        return send_response(c, 204, headers, {});
+    }
     if (r.method != "GET" && r.method != "HEAD" && !(r.method == "POST" && publisher))
         throw RequestError::method_not_allowed(
             fmt::format("Method {} is not allowed: an event stream is read with GET.", r.method),
-            publisher ? "GET, HEAD, POST" : "GET, HEAD");
+            cors ? "GET, HEAD, POST, OPTIONS" : publisher ? "GET, HEAD, POST" : "GET, HEAD");
     if (it == r.fastsse.end())
         throw RequestError(404, "No event stream here: this location sets no FASTSSE_PRODUCER.");
     if (!producer) throw RequestError(404, fmt::format("No event stream here: no producer named '{}'.", it->second));
-    if (r.method == "POST") return publish(c, *producer, *publisher);
+    if (r.method == "POST") return publish(c, *producer, *publisher, cgi_lines(cors_headers));
     if (!accepts_event_stream(r.accept))
         throw RequestError(406, "You must send a request with \"Accept: text/event-stream\".");
     streams.check_room();
@@ -54,7 +77,7 @@ void StreamRoute::handle(Connection& c, Streams& streams) {
         } catch (const OptionError& e) {
             throw bad_param(e);
         }
-        return send_response(c, 200, event_stream_headers, {});
+        return send_response(c, 200, fmt::format("{}{}", event_stream_headers, cgi_lines(cors_headers)), {});
     }
 
     auto what = fmt::format("producer={} uri={}{}", producer_name, r.uri,
@@ -64,20 +87,26 @@ void StreamRoute::handle(Connection& c, Streams& streams) {
     Request request = std::move(c.request);
     start.request = &request;
     auto& stream = streams.open(std::move(c), limits, std::move(what));
-    // The connection is the stream's now: it answers an error itself, with the same send_error.
+    // The connection is the stream's now: it answers an error itself, with the same send_error and
+    // the location's headers.
+    auto reject = [&](RequestError e) {
+        e.location_headers += cgi_lines(cors_headers);
+        stream.reject(e);
+    };
     try {
+        for (const auto& [name, value] : cors_headers) stream.add_header(name, value);
         stream.begin(producer->open(stream, start));
     } catch (const RequestError& e) {
-        stream.reject(e);
+        reject(e);
     } catch (const OptionError& e) {
-        stream.reject(bad_param(e));
+        reject(bad_param(e));
     } catch (const std::exception& e) {
         spdlog::error("stream {}: producer {} failed to start: {}", stream.id(), producer_name, e.what());
-        stream.reject(RequestError(500, fmt::format("The producer failed to start: {}", e.what())));
+        reject(RequestError(500, fmt::format("The producer failed to start: {}", e.what())));
     }
 }
 
-void StreamRoute::publish(Connection& c, Producer& producer, Publisher& publisher) {
+void StreamRoute::publish(Connection& c, Producer& producer, Publisher& publisher, const std::string& cors_lines) {
     const auto& r = c.request;
     // The location's params are checked as for a stream: a mistake there is the admin's, a 500.
     auto given = r.fastsse;
@@ -90,7 +119,7 @@ void StreamRoute::publish(Connection& c, Producer& producer, Publisher& publishe
         throw RequestError(500, fmt::format("Bad FastCGI param for producer {}: {}", r.fastsse.at("producer"), e.what()));
     }
     auto answer = publisher.publish(r, request_body(c));
-    send_response(c, 200, {}, answer.body);
+    send_response(c, 200, cors_lines, answer.body);
 }
 
 }  // namespace fastsse

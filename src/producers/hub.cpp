@@ -99,6 +99,14 @@ bool is_form(std::string_view content_type) {
     return rest.empty() || rest.front() == ';' || rest.front() == ' ';
 }
 
+// Under mod_fcgid a subscriber holds a process of its own, and a publication goes to another: it
+// would be answered 200 and reach no one. Better said at once, to both.
+RequestError one_process_per_request() {
+    return RequestError(503, "The Mercure hub cannot work here: each request gets a fastsse process of its own "
+                             "(mod_fcgid), so a publication could not reach the subscribers. Serve the hub with "
+                             "mod_proxy_fcgi or nginx.");
+}
+
 }  // namespace
 
 const SettingTable<HubSettings>& hub_settings() {
@@ -116,6 +124,16 @@ const SettingTable<HubSettings>& hub_settings() {
                 "the hub's history at most, updates and their topics"),
         integer("hub_max_selectors", &S::max_selectors, "100", 1, 10'000, {},
                 "topic selectors in one subscription at most; beyond, 400"),
+        // Parsed once, here: a bad origin stops the start, and no request parses the list again.
+        Setting<S>{{"cors_origins", OptionSpec::Kind::text, "", 0, 0, {}, {},
+                    "origins whose pages may use the hub (CORS), space-separated: an exact origin "
+                    "(https://example.com) with its cookies, or * for any other, without cookies; empty: none"},
+                   [](S& s, std::string_view v) { s.cors = CorsPolicy::parse(v); }},
+        from_env(integer("one_request_per_process", &S::one_request_per_process, "0", 0, 1, {},
+                         "1: each request gets a fastsse process of its own (apache/fastsse-fcgid.conf sets "
+                         "it): the hub answers 503, as a publication could not reach another process's "
+                         "subscribers"),
+                 "FASTSSE_ONE_REQUEST_PER_PROCESS"),
     };
     return table;
 }
@@ -150,6 +168,7 @@ Channel& HubProducer::channel() {
 std::span<const OptionSpec> HubProducer::options() const { return hub_location_options().specs(); }
 
 std::unique_ptr<HubProducer::Subscriber> HubProducer::prepare(const StreamStart& start) const {
+    if (settings_.one_request_per_process) throw one_process_per_request();
     HubLocation location;
     hub_location_options().load(location, start.params, true);
     auto sub = std::make_unique<Subscriber>();
@@ -230,6 +249,7 @@ std::unique_ptr<Subscription> HubProducer::open(Sink& sink, const StreamStart& s
 }
 
 PublishAnswer HubProducer::publish(const Request& request, std::string_view body) {
+    if (settings_.one_request_per_process) throw one_process_per_request();
     // Who: a publisher's token comes in the Authorization header only (a cookie would let any page
     // the browser visits publish, and a URL ends up in logs).
     hub::TokenPlaces places;

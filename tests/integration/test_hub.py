@@ -1,6 +1,10 @@
-"""The Mercure hub through nginx: location = /.well-known/mercure as nginx/fastsse-locations.conf ships
-it, GET to subscribe and POST to publish, with the keys from the environment as Mercure's own hub
-reads them. Publish and receive, topic matching, private updates, who may publish and subscribe
+"""The Mercure hub behind every front that can serve one: nginx (location = /.well-known/mercure as
+nginx/fastsse-locations.conf ships it) and Apache's mod_proxy_fcgi (apache/'s files), GET to
+subscribe and POST to publish, with the keys from the environment as Mercure's own hub reads them
+(under Apache, where the test starts fastsse, the same). Under mod_fcgid, where each request gets a
+process of its own, the hub cannot work: test_fcgid_hub_says_why_it_cannot_work checks that it says
+so (503) instead of answering a publication that reaches no one. Cross-origin requests (CORS) with
+the subscriber's cookie too. Publish and receive, topic matching, private updates, who may publish and subscribe
 (401, 403), what is refused (400, 413) with nothing published, resume after Last-Event-ID with the
 response headers, `earliest`, anonymous subscribers, and a token that expires mid-stream.
 
@@ -21,12 +25,15 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
+from apachelib import ApacheStack
+from conftest import FRONTS
 from fastsse_testlib import ES, HttpStream, assert_plain_error, get, make_dir, pump
 
 PUBLISHER_KEY = "publisher-key-for-the-hub-tests!"
 SUBSCRIBER_KEY = "subscriber-key-for-the-hub-tests"
 HUB = "/.well-known/mercure"
-ANONYMOUS_HUB = "/t/hub-anonymous"  # fastsse_testlib.TEST_LOCATIONS: FASTSSE_ANONYMOUS 1
+# The origin whose pages may subscribe and publish with their cookies (cors_origins).
+APP_ORIGIN = "https://app.example.test"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 MAX_BODY = 1024 * 1024  # fastsse's max_body, by default
 UUID_ID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -54,20 +61,46 @@ def subscriber_token(topics=(), key: str = SUBSCRIBER_KEY, **claims) -> str:
     return jwt({"mercure": {"subscribe": list(topics)}, **claims}, key)
 
 
-@pytest.fixture(scope="module")
-def hub(paths, make_module_stack):
-    """fastsse behind nginx, its keys from the environment (as Mercure's hub takes them)."""
+# The fronts that can serve a hub: mod_fcgid cannot (one process per request; see the README).
+HUB_FRONTS = [f for f in FRONTS if f != "apache-fcgid"]
+
+
+class Hub:
+    """fastsse as a hub behind one front: .port, .fastsse (its log), .name, .anonymous (the path of
+    fastsse_testlib.TEST_LOCATIONS' hub-anonymous, FASTSSE_ANONYMOUS 1, behind this front)."""
+
+    def __init__(self, name, stack, anonymous):
+        self.name, self.stack, self.anonymous = name, stack, anonymous
+        self.port = stack.port
+        self.fastsse = stack.fastsse
+
+
+@pytest.fixture(scope="module", params=HUB_FRONTS)
+def hub(paths, make_module_stack, request):
+    """fastsse behind the front, its keys from the environment (as Mercure's hub takes them)."""
     saved = {k: os.environ.get(k) for k in ("MERCURE_PUBLISHER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY")}
     os.environ["MERCURE_PUBLISHER_JWT_KEY"] = PUBLISHER_KEY
     os.environ["MERCURE_SUBSCRIBER_JWT_KEY"] = SUBSCRIBER_KEY
+    args = ["--cors-origins", APP_ORIGIN]
+    workdir = make_dir(paths.work / f"hub-{request.param}")
+    apache = None
     try:
-        return make_module_stack(make_dir(paths.work / "hub"))
+        if request.param == "nginx":
+            hub = Hub("nginx", make_module_stack(workdir, args), "/t/hub-anonymous")
+        else:
+            apache = ApacheStack(paths, workdir, "proxy_fcgi", fastsse_args=args)
+            hub = Hub(request.param, apache, "/events/t/hub-anonymous")
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    yield hub
+    if apache is not None:
+        complaints = apache.complaints()  # AH01075 (a dispatch error), AH01146 (a shared worker's parameters)...
+        apache.stop()
+        assert complaints == [], complaints
 
 
 @pytest.fixture
@@ -160,7 +193,7 @@ def test_private_update_reaches_only_authorized_subscribers(hub, client, topic):
     by_cookie = subscribe(client, hub, topics_query(secret),
                           headers={"Cookie": f"other=1; mercureAuthorization={subscriber_token([secret])}"})
     not_allowed = subscribe(client, hub, topics_query(f"{topic}/{{+rest}}"), subscriber_token([f"{topic}/public"]))
-    anonymous = subscribe(client, hub, topics_query(f"{topic}/{{+rest}}"), path=ANONYMOUS_HUB)
+    anonymous = subscribe(client, hub, topics_query(f"{topic}/{{+rest}}"), path=hub.anonymous)
 
     private_id = published(hub, [("topic", secret), ("data", "psst"), ("private", "on")])
     public_id = published(hub, [("topic", f"{topic}/public"), ("data", "hi")])
@@ -210,13 +243,14 @@ def test_who_may_subscribe(hub, topic):
     # A token in the query is never logged (the refusal is logged before it is answered).
     assert unsigned not in hub.fastsse.log()
     # Anonymous lets in who brings no token, never who brings a bad one.
-    assert_plain_error(get(hub.port, f"{ANONYMOUS_HUB}?{q}", {**ES, "Authorization": "Bearer x.y.z"}), 401)
+    assert_plain_error(get(hub.port, f"{hub.anonymous}?{q}", {**ES, "Authorization": "Bearer x.y.z"}), 401)
     expired = subscriber_token(exp=int(time.time()) - 10)
-    assert_plain_error(get(hub.port, f"{ANONYMOUS_HUB}?{q}", {**ES, "Authorization": f"Bearer {expired}"}), 401)
+    assert_plain_error(get(hub.port, f"{hub.anonymous}?{q}", {**ES, "Authorization": f"Bearer {expired}"}), 401)
     # At least one selector, and not too many (hub_max_selectors, 100 by default).
     token = {"Authorization": f"Bearer {subscriber_token()}"}
     assert_plain_error(get(hub.port, HUB, {**ES, **token}), 400)
-    assert_plain_error(get(hub.port, f"{HUB}?{topics_query(*[f'{topic}/{i}' for i in range(101)])}", {**ES, **token}),
+    # (Short ones: Apache refuses a request line over 8 KB itself, with 414.)
+    assert_plain_error(get(hub.port, f"{HUB}?{topics_query(*[f'urn:t:{i}' for i in range(101)])}", {**ES, **token}),
                        400)
     # HEAD answers as GET would, subscribing nothing.
     assert get(hub.port, f"{HUB}?{q}", {**ES, **token}, method="HEAD").status == 200
@@ -224,7 +258,7 @@ def test_who_may_subscribe(hub, topic):
     # Other methods: 405, POST named among those allowed; the clock still takes GET and HEAD only.
     r = get(hub.port, HUB, method="PUT", body=b"x")
     assert_plain_error(r, 405)
-    assert r.header("Allow") == "GET, HEAD, POST"
+    assert r.header("Allow") == "GET, HEAD, POST, OPTIONS"
     r = get(hub.port, "/events/clock", FORM, method="POST", body=b"topic=a")
     assert_plain_error(r, 405)
     assert r.header("Allow") == "GET, HEAD"
@@ -271,7 +305,7 @@ def test_keys_and_query_tokens_never_reach_the_log(hub, client, topic):
 
 def test_anonymous_location_lets_in_subscribers_without_a_token(hub, client, topic):
     assert_plain_error(get(hub.port, f"{HUB}?{topics_query(topic)}", ES), 401)
-    s = subscribe(client, hub, topics_query(topic), path=ANONYMOUS_HUB)
+    s = subscribe(client, hub, topics_query(topic), path=hub.anonymous)
     update_id = published(hub, [("topic", topic), ("data", "for everyone")])
     assert [e.id for e in s.wait_events(1)] == [update_id]
 
@@ -285,6 +319,9 @@ def test_a_token_that_expires_ends_the_stream(hub, client, topic):
 
 
 def test_1000_subscribers_of_one_topic_receive_the_same_update(hub, topic):
+    if hub.name != "nginx":
+        # Apache's mod_proxy_fcgi holds a worker thread per stream: its MaxRequestWorkers bound them.
+        pytest.skip("1,000 streams at once need nginx in front")
     n, batch_size = 1000, 200
     need = n + 500
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -330,3 +367,89 @@ def test_a_publication_up_to_max_body_is_taken_and_one_over_is_413(hub, topic):
     assert "1048576 bytes" in r.text, r.describe()
     # And the hub goes on.
     assert UUID_ID.fullmatch(published(hub, [("topic", topic), ("data", "after")]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Cross-origin requests (cors_origins): a page of APP_ORIGIN subscribes with its cookie, publishes
+
+
+def test_preflight_from_an_allowed_origin_says_what_may_follow(hub):
+    r = get(hub.port, HUB, {"Origin": APP_ORIGIN, "Access-Control-Request-Method": "POST",
+                            "Access-Control-Request-Headers": "authorization,content-type"}, method="OPTIONS")
+    assert r.status == 204, r.describe()
+    assert r.header("Access-Control-Allow-Origin") == APP_ORIGIN
+    assert r.header("Access-Control-Allow-Credentials") == "true"
+    assert r.header("Access-Control-Allow-Methods") == "GET, POST, OPTIONS"
+    assert r.header("Access-Control-Allow-Headers") == "Authorization, Cache-Control, Last-Event-ID, Content-Type"
+    assert r.header("Access-Control-Max-Age") == "86400"
+    assert "origin" in r.header("Vary").lower()
+    assert r.text == ""
+
+
+def test_preflight_from_another_origin_gets_no_cors_header(hub):
+    r = get(hub.port, HUB, {"Origin": "https://evil.example.test", "Access-Control-Request-Method": "GET"},
+            method="OPTIONS")
+    assert r.status == 204, r.describe()
+    assert not [n for n in r.header_names() if n.startswith("access-control-")], r.headers
+    # Nor from an origin that merely starts like the allowed one, or its http:// twin.
+    for origin in (APP_ORIGIN + ".evil.test", APP_ORIGIN.replace("https:", "http:"), "null"):
+        r = get(hub.port, HUB, {"Origin": origin, "Access-Control-Request-Method": "GET"}, method="OPTIONS")
+        assert r.header("Access-Control-Allow-Origin") is None, (origin, r.headers)
+
+
+def test_a_page_of_an_allowed_origin_subscribes_with_its_cookie(hub, client, topic):
+    secret = f"{topic}/secret"
+    s = subscribe(client, hub, topics_query(secret),
+                  headers={"Origin": APP_ORIGIN, "Cookie": f"mercureAuthorization={subscriber_token([secret])}"})
+    assert s.header("Access-Control-Allow-Origin") == APP_ORIGIN
+    assert s.header("Access-Control-Allow-Credentials") == "true"
+    assert "origin" in s.header("Vary").lower()
+    assert s.header("Content-Type") == "text/event-stream; charset=utf-8"
+    r = publish(hub, [("topic", secret), ("data", "psst"), ("private", "on")], publisher_token(),
+                {"Origin": APP_ORIGIN})
+    assert r.status == 200, r.describe()
+    assert r.header("Access-Control-Allow-Origin") == APP_ORIGIN
+    assert [e.data for e in s.wait_events(1)] == ["psst"]
+    # Another origin's page is answered (CORS is the browser's to enforce) without leave to read.
+    other = subscribe(client, hub, topics_query(secret), subscriber_token([secret]),
+                      {"Origin": "https://evil.example.test"})
+    assert other.header("Access-Control-Allow-Origin") is None
+
+
+def test_refusals_carry_the_cors_headers_too(hub, topic):
+    # A page may then read why it was refused.
+    r = get(hub.port, f"{HUB}?{topics_query(topic)}", {**ES, "Origin": APP_ORIGIN})
+    assert_plain_error(r, 401)
+    assert r.header("Access-Control-Allow-Origin") == APP_ORIGIN
+    r = publish(hub, [("topic", topic), ("data", "x")], None, {"Origin": APP_ORIGIN})
+    assert_plain_error(r, 401)
+    assert r.header("Access-Control-Allow-Credentials") == "true"
+
+
+def test_options_elsewhere_stays_a_405(hub):
+    r = get(hub.port, "/events/clock", {"Origin": APP_ORIGIN, "Access-Control-Request-Method": "GET"},
+            method="OPTIONS")
+    assert_plain_error(r, 405)
+    assert r.header("Allow") == "GET, HEAD"
+    assert r.header("Access-Control-Allow-Origin") is None
+
+
+# ----------------------------------------------------------------------------------------------
+# mod_fcgid: each request gets a process of its own, so a hub cannot work there
+
+
+@pytest.mark.skipif("apache-fcgid" not in FRONTS, reason="Apache runs in the plain build's tests only")
+def test_fcgid_hub_says_why_it_cannot_work(paths, workdir):
+    stack = ApacheStack(paths, workdir, "fcgid")
+    try:
+        token = {"Authorization": f"Bearer {subscriber_token()}"}
+        for r in (get(stack.port, f"{HUB}?topic=*", {**ES, **token}),
+                  get(stack.port, HUB, {**FORM, "Authorization": f"Bearer {publisher_token()}"}, method="POST",
+                      body=b"topic=urn%3Ax&data=lost")):
+            assert_plain_error(r, 503)
+            assert "each request gets a fastsse process of its own" in r.text, r.describe()
+        # The clock is served as ever.
+        assert get(stack.port, "/events/clock", ES, method="HEAD").status == 200
+        assert stack.complaints() == []
+    finally:
+        stack.stop()

@@ -270,3 +270,29 @@ TEST_CASE("hub: relative URL patterns are taken against the URL the request reac
     CHECK(http_port->data() == std::vector<std::string>{"b"});
     CHECK(odd_host->data() == std::vector<std::string>{"c"});
 }
+
+TEST_CASE("hub: where each request gets a process of its own (mod_fcgid), it refuses both sides with 503") {
+    Hub h;
+    fastsse::HubSettings s;
+    fastsse::hub_settings().set_defaults(s);
+    s.publisher_key = pub_key;
+    s.subscriber_key = sub_key;
+    s.one_request_per_process = 1;
+    h.hub.configure(s);
+    CHECK(h.subscribe_status("topic=*", subscriber("[]")) == 503);
+    CHECK(status_of([&] { h.publish("topic=urn:x&data=a"); }) == 503);
+    fastsse::Request r;
+    fastsse::StreamStart start{{}, "topic=*", h.params, 3000ms, &r};
+    CHECK_THROWS_AS(h.hub.check(start), RequestError);  // HEAD too
+    CHECK(h.hub.subscribers() == 0);
+}
+
+TEST_CASE("hub: its locations take cross-origin requests as cors_origins says") {
+    Hub h;
+    REQUIRE(h.hub.cors() != nullptr);
+    CHECK_FALSE(h.hub.cors()->enabled());  // the default
+    fastsse::HubSettings s;
+    fastsse::hub_settings().set(s, "cors_origins", "https://app.test");
+    h.hub.configure(s);
+    CHECK(h.hub.cors()->origins() == std::vector<std::string>{"https://app.test"});
+}

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "fastsse/http/cors.hpp"
 #include "fastsse/http/request.hpp"
 
 using fastsse::accepts_event_stream;
@@ -206,6 +207,18 @@ TEST_CASE("request_from_env") {
         CHECK_FALSE(r.last_event_id.has_value());
         CHECK(r.fastsse.empty());
         CHECK(r.query == "");
+    }
+    SUBCASE("HTTP_ORIGIN, for CORS: kept up to max_origin bytes, else absent") {
+        const char* env[] = {"REQUEST_METHOD=GET", "HTTP_ORIGIN=https://app.test", nullptr};
+        CHECK(fastsse::request_from_env(env).origin == "https://app.test");
+        auto longest = "HTTP_ORIGIN=https://" + std::string(fastsse::max_origin - 8, 'a');
+        auto too_long = longest + "a";
+        const char* at_bound[] = {longest.c_str(), nullptr};
+        const char* over[] = {too_long.c_str(), nullptr};
+        CHECK(fastsse::request_from_env(at_bound).origin->size() == fastsse::max_origin);
+        CHECK_FALSE(fastsse::request_from_env(over).origin.has_value());
+        const char* none[] = {"REQUEST_METHOD=GET", nullptr};
+        CHECK_FALSE(fastsse::request_from_env(none).origin.has_value());
     }
     SUBCASE("a request with a body: CONTENT_TYPE and CONTENT_LENGTH as sent") {
         const char* env[] = {"REQUEST_METHOD=POST", "CONTENT_TYPE=application/json", "CONTENT_LENGTH=12", nullptr};

@@ -14,6 +14,7 @@
 
 #include "fastsse/config/settings.hpp"
 #include "fastsse/fastcgi/records.hpp"
+#include "fastsse/http/cors.hpp"
 #include "fastsse/http/response.hpp"
 #include "fastsse/http/router.hpp"
 #include "fastsse/http/server.hpp"
@@ -87,10 +88,12 @@ struct PublishingProducer final : fastsse::Producer, fastsse::Publisher {
         return std::make_unique<fastsse::Subscription>();
     }
     Publisher* publisher() override { return this; }
+    const fastsse::CorsPolicy* cors() const override { return &cors_policy; }
     fastsse::PublishAnswer publish(const Request& request, std::string_view body) override {
         if (body == "refuse") throw fastsse::RequestError(403, "Not yours.");
         return {fmt::format("{} {} {}", request.content_type, request.authorization.value_or("-"), body)};
     }
+    fastsse::CorsPolicy cors_policy;  // none unless a test sets it
 };
 
 // Test-only endpoints: one that throws (a bug in a route), one that throws after its headers left,
@@ -126,11 +129,14 @@ struct Fixture {
     fastsse::Router routes;
     std::unique_ptr<fastsse::Server> server;
     std::vector<fastsse_test::Peer> peers;  // the web server's ends, kept open as a web server would
+    PublishingProducer* publishing = nullptr;
 
     explicit Fixture(size_t max_streams = 10) {
         registry.add("clock", std::make_unique<fastsse::ClockProducer>(loop));
         registry.add("failing", std::make_unique<FailingProducer>());
-        registry.add("publishing", std::make_unique<PublishingProducer>());
+        auto p = std::make_unique<PublishingProducer>();
+        publishing = p.get();
+        registry.add("publishing", std::move(p));
         settings.max_streams = max_streams;
         routes.add_producer_route(std::make_unique<fastsse::StreamRoute>(registry, settings));
         routes.add_endpoint("throws", std::make_unique<ThrowingRoute>());
@@ -325,7 +331,7 @@ TEST_CASE("routing: a POST goes to a producer that publishes, with the body; 413
                 "The request body is too large: fastsse takes up to 65536 bytes.");
     // Other methods: 405, POST among those allowed.
     check_error(f.send(request("PUT", {{"producer", "publishing"}}), "x"), "Status: 405 Method Not Allowed",
-                "Method PUT is not allowed: an event stream is read with GET.", "Allow: GET, HEAD, POST\r\n");
+                "Method PUT is not allowed: an event stream is read with GET.", "Allow: GET, HEAD, POST, OPTIONS\r\n");
 }
 
 TEST_CASE("routing: a producer adds response headers while its stream opens, never a bad one") {
@@ -342,4 +348,128 @@ TEST_CASE("Router: an endpoint name given twice is refused where the program is 
     fastsse::Router routes;
     routes.add_endpoint("metrics", std::make_unique<ThrowingRoute>());
     CHECK_THROWS_AS(routes.add_endpoint("metrics", std::make_unique<ThrowingRoute>()), std::logic_error);
+}
+
+TEST_CASE("CorsPolicy: the setting's origins, as browsers serialise them; a bad one refused") {
+    using fastsse::CorsPolicy;
+    CHECK_FALSE(CorsPolicy::parse("").enabled());
+    CHECK_FALSE(CorsPolicy::parse("  ").enabled());
+    auto p = CorsPolicy::parse("https://Example.COM:443 http://a.test:8080,http://b.test:80  *  http://[::1]:9000");
+    CHECK(p.enabled());
+    CHECK(p.any());
+    CHECK(p.origins() == std::vector<std::string>{"https://example.com", "http://a.test:8080", "http://b.test",
+                                                  "http://[::1]:9000"});
+    CHECK(CorsPolicy::parse("*").origins().empty());
+    for (auto bad : {"https://example.com/", "https://example.com/app", "null", "example.com", "://x",
+                     "https://", "https://a.test:", "https://a.test:99999x", "https://a b", "ht tp://a"}) {
+        CAPTURE(bad);
+        CHECK_THROWS_AS(CorsPolicy::parse(bad), fastsse::OptionError);
+    }
+    CHECK_THROWS_AS(CorsPolicy::parse("https://" + std::string(600, 'a') + ".test"), fastsse::OptionError);
+}
+
+TEST_CASE("CorsPolicy: a listed origin gets its name and credentials, * any other without, the rest nothing") {
+    using fastsse::CorsPolicy;
+    using fastsse::Headers;
+    auto listed = CorsPolicy::parse("https://app.test");
+    CHECK(listed.response_headers("https://app.test") ==
+          Headers{{"Vary", "Origin"},
+                  {"Access-Control-Allow-Origin", "https://app.test"},
+                  {"Access-Control-Allow-Credentials", "true"},
+                  {"Access-Control-Expose-Headers", "Last-Event-ID, Mercure-Last-Event-ID"}});
+    CHECK(listed.response_headers("https://evil.test") == Headers{{"Vary", "Origin"}});
+    CHECK(listed.response_headers("https://app.test.evil.test") == Headers{{"Vary", "Origin"}});
+    CHECK(listed.response_headers("http://app.test") == Headers{{"Vary", "Origin"}});
+    CHECK(listed.response_headers("null") == Headers{{"Vary", "Origin"}});
+    CHECK(listed.response_headers(std::nullopt) == Headers{{"Vary", "Origin"}});
+    CHECK(listed.preflight_headers("https://app.test") ==
+          Headers{{"Vary", "Origin"},
+                  {"Access-Control-Allow-Origin", "https://app.test"},
+                  {"Access-Control-Allow-Credentials", "true"},
+                  {"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
+                  {"Access-Control-Allow-Headers", "Authorization, Cache-Control, Last-Event-ID, Content-Type"},
+                  {"Access-Control-Max-Age", "86400"}});
+    CHECK(listed.preflight_headers("https://evil.test") == Headers{{"Vary", "Origin"}});
+
+    auto any = CorsPolicy::parse("* https://app.test");
+    auto anonymous = any.response_headers("https://other.test");
+    // Never * with credentials: browsers refuse it, and reflecting the origin would hand any site
+    // the visitor's cookie.
+    CHECK(anonymous == Headers{{"Vary", "Origin"},
+                               {"Access-Control-Allow-Origin", "*"},
+                               {"Access-Control-Expose-Headers", "Last-Event-ID, Mercure-Last-Event-ID"}});
+    CHECK(any.response_headers("https://app.test")[2] == std::pair<std::string, std::string>{"Access-Control-Allow-Credentials", "true"});
+    CHECK(any.response_headers(std::nullopt) == Headers{{"Vary", "Origin"}});
+
+    CHECK(CorsPolicy().response_headers("https://app.test").empty());
+    CHECK(CorsPolicy().preflight_headers("https://app.test").empty());
+}
+
+TEST_CASE("routing: a location that takes cross-origin requests answers preflights, and says so on every answer") {
+    Fixture f;
+    f.publishing->cors_policy = fastsse::CorsPolicy::parse("https://app.test");
+    const std::string allowed = "Vary: Origin\r\n"
+                                "Access-Control-Allow-Origin: https://app.test\r\n"
+                                "Access-Control-Allow-Credentials: true\r\n"
+                                "Access-Control-Expose-Headers: Last-Event-ID, Mercure-Last-Event-ID\r\n";
+    auto from = [](std::string method, std::optional<std::string> origin) {
+        auto r = request(std::move(method), {{"producer", "publishing"}});
+        r.origin = std::move(origin);
+        r.authorization = "Bearer t";
+        r.content_type = "application/x-www-form-urlencoded";
+        return r;
+    };
+
+    SUBCASE("a preflight from a listed origin: 204 with what may follow") {
+        auto a = f.send(from("OPTIONS", "https://app.test"));
+        CHECK(a.stdout_text == "Status: 204 No Content\r\n"
+                               "Allow: GET, HEAD, POST, OPTIONS\r\n"
+                               "Vary: Origin\r\n"
+                               "Access-Control-Allow-Origin: https://app.test\r\n"
+                               "Access-Control-Allow-Credentials: true\r\n"
+                               "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+                               "Access-Control-Allow-Headers: Authorization, Cache-Control, Last-Event-ID, Content-Type\r\n"
+                               "Access-Control-Max-Age: 86400\r\n"
+                               "\r\n");
+        CHECK(a.end_request);
+        CHECK(a.closed);
+    }
+    SUBCASE("a preflight from another origin: no CORS header, the browser stops there") {
+        auto a = f.send(from("OPTIONS", "https://evil.test"));
+        CHECK(a.stdout_text == "Status: 204 No Content\r\nAllow: GET, HEAD, POST, OPTIONS\r\nVary: Origin\r\n\r\n");
+    }
+    SUBCASE("the stream, the publish answer and a refusal carry them") {
+        auto headers = event_stream_headers;
+        headers.insert(headers.size() - 2, allowed + "X-Resumed-From: id-1\r\n");
+        CHECK(f.send(from("GET", "https://app.test")).headers() == headers);
+        CHECK(f.send(from("HEAD", "https://app.test")).stdout_text ==
+              event_stream_headers.substr(0, event_stream_headers.size() - 2) + allowed + "\r\n");
+        CHECK(f.send(from("POST", "https://app.test"), "topic=a").stdout_text ==
+              "Status: 200 OK\r\n" + allowed +
+                  "Content-Type: text/plain; charset=utf-8\r\n\r\napplication/x-www-form-urlencoded Bearer t topic=a");
+        check_error(f.send(from("POST", "https://app.test"), "refuse"), "Status: 403 Forbidden", "Not yours.", allowed);
+        check_error(f.send(from("PUT", "https://app.test")), "Status: 405 Method Not Allowed",
+                    "Method PUT is not allowed: an event stream is read with GET.",
+                    "Allow: GET, HEAD, POST, OPTIONS\r\n" + allowed);
+        auto no_accept = from("GET", "https://app.test");
+        no_accept.accept = "text/html";
+        check_error(f.send(no_accept), "Status: 406 Not Acceptable",
+                    "You must send a request with \"Accept: text/event-stream\".", allowed);
+    }
+    SUBCASE("another origin's requests: Vary only") {
+        CHECK(f.send(from("POST", "https://evil.test"), "topic=a").stdout_text ==
+              "Status: 200 OK\r\nVary: Origin\r\n"
+              "Content-Type: text/plain; charset=utf-8\r\n\r\napplication/x-www-form-urlencoded Bearer t topic=a");
+    }
+}
+
+TEST_CASE("routing: OPTIONS stays a 405 where the producer takes no cross-origin request") {
+    Fixture f;
+    check_error(f.send(request("OPTIONS", {{"producer", "clock"}})), "Status: 405 Method Not Allowed",
+                "Method OPTIONS is not allowed: an event stream is read with GET.", "Allow: GET, HEAD\r\n");
+    auto r = request("GET", {{"producer", "clock"}});
+    r.origin = "https://app.test";
+    auto a = f.send(r);
+    CHECK(a.headers().find("Access-Control") == std::string::npos);
+    CHECK(a.headers().find("Vary") == std::string::npos);
 }

@@ -439,3 +439,21 @@ TEST_CASE("config: the hub's keys come from the file, then the environment, then
         CHECK(s->hub.max_selectors == 100);
     }
 }
+
+TEST_CASE("config: the hub's cors_origins are read once, at start; a bad origin stops it there") {
+    TempDir dir;
+    auto path = dir.write("fastsse.toml", "cors_origins = \"https://app.test http://localhost:8080\"\n");
+    auto s = load({"--config", path});
+    REQUIRE(s);
+    CHECK(s->hub.cors.origins() == std::vector<std::string>{"https://app.test", "http://localhost:8080"});
+    CHECK_FALSE(s->hub.cors.any());
+    auto d = load({});
+    REQUIRE(d);
+    CHECK_FALSE(d->hub.cors.enabled());  // the default: no CORS header at all
+    auto star = load({"--cors-origins", "*"});
+    REQUIRE(star);
+    CHECK(star->hub.cors.any());
+    check_error(dir, "\ncors_origins = \"https://app.test/\"\n", 2,
+                "cors_origins: 'https://app.test/' is not an origin: scheme://host or scheme://host:port, "
+                "without a path (https://example.com), or *");
+}

@@ -23,6 +23,9 @@ struct Request {
     // bounds them again, tighter.
     std::optional<std::string> authorization;
     std::optional<std::string> cookie;
+    // HTTP_ORIGIN, for CORS (http/cors.hpp); absent when longer than max_origin bytes, which no
+    // browser sends.
+    std::optional<std::string> origin;
     // REQUEST_SCHEME and HTTP_HOST: the URL the client asked for (the hub's own URL, against which
     // relative URL patterns are taken). Client-controlled: only that client's own matching reads them.
     std::string scheme;
@@ -58,6 +61,10 @@ struct RequestError : std::runtime_error {
     int status;
     std::optional<std::chrono::seconds> retry_after;  // Retry-After
     std::string allow;                                // Allow
+    // Header lines (CGI, each ending in CRLF) that the location adds to every answer of its own,
+    // refusals too (CORS: a page on another origin may then read why). Added by the route, which
+    // made them (CorsPolicy), never from the text of whoever raised the error.
+    std::string location_headers;
 };
 
 // Accept negotiation as Hoa\Eventsource, with q-values: text/event-stream, text/* or */* with q > 0.

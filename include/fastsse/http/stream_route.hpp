@@ -3,12 +3,14 @@
 // It checks the method, the producer, Accept, room for one more stream and the location's
 // FASTSSE_* options, then opens a Stream and starts the producer on it. A POST goes to the
 // producer's Publisher when it has one (the Mercure hub), with the request body; otherwise, as any
-// other method, it is a 405.
+// other method, it is a 405. A producer that takes cross-origin requests (its cors()) gets its
+// preflights (OPTIONS) answered here, and its CORS headers on every answer.
 #include <string>
 #include <vector>
 
 #include "fastsse/config/options.hpp"
 #include "fastsse/config/settings.hpp"
+#include "fastsse/http/cors.hpp"
 #include "fastsse/http/router.hpp"
 #include "fastsse/producers/producer.hpp"
 
@@ -21,7 +23,9 @@ public:
     void handle(Connection& connection, Streams& streams) override;
 
 private:
-    void publish(Connection& connection, Producer& producer, Publisher& publisher);
+    void serve(Connection& connection, Streams& streams, Producer* producer, const CorsPolicy* cors,
+               const Headers& cors_headers);
+    void publish(Connection& connection, Producer& producer, Publisher& publisher, const std::string& cors_lines);
 
     const Registry& registry_;
     Settings settings_;

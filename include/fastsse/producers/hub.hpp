@@ -8,7 +8,8 @@
 //
 // This slice: 0.x publishing and subscribing, 1.0's subscriber side (match=, match_urlpattern=,
 // last_event_id=, Mercure-Last-Event-ID); relative URL patterns are taken against the URL the
-// request reached the hub at (REQUEST_SCHEME, Host, path), else default_hub_url. Not yet: CORS,
+// request reached the hub at (REQUEST_SCHEME, Host, path), else default_hub_url; CORS (cors_origins,
+// http/cors.hpp), its preflight answered by the route. Not yet:
 // `aud`/`iss` settings, subscriptions' `payload`, 1.0's subscription events.
 #include <chrono>
 #include <cstddef>
@@ -19,6 +20,7 @@
 
 #include "fastsse/channels/memory_store.hpp"
 #include "fastsse/config/options.hpp"
+#include "fastsse/http/cors.hpp"
 #include "fastsse/hub/update_id.hpp"
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/producers/producer.hpp"
@@ -33,6 +35,10 @@ struct HubSettings {
     size_t history = 0;          // updates kept for subscribers that resume
     size_t history_bytes = 0;    // their encoded bytes and topics, at most
     size_t max_selectors = 0;    // topic selectors in one subscription
+    CorsPolicy cors;             // cors_origins: the origins whose pages may subscribe and publish
+    // 1 when each request gets a fastsse process of its own (mod_fcgid): publications could not
+    // reach the subscribers of other processes, so the hub refuses to pretend (503).
+    unsigned one_request_per_process = 0;
 };
 const SettingTable<HubSettings>& hub_settings();
 
@@ -49,6 +55,7 @@ public:
     void check(const StreamStart& start) const override;
     std::unique_ptr<Subscription> open(Sink& sink, const StreamStart& start) override;
     Publisher* publisher() override { return this; }
+    const CorsPolicy* cors() const override { return &settings_.cors; }
 
     PublishAnswer publish(const Request& request, std::string_view body) override;
 

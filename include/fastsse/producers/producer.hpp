@@ -17,6 +17,7 @@
 namespace fastsse {
 
 class ConfigSection;  // fastsse/config/section.hpp
+class CorsPolicy;     // fastsse/http/cors.hpp
 struct Request;       // fastsse/http/request.hpp: the request's params, copied (no FastCGI in it)
 
 // One client's stream, as a producer sees it. Calls never block and never destroy anything
@@ -108,6 +109,10 @@ public:
     virtual ConfigSection* config_section() { return nullptr; }
     // Its publishing side, when it has one: the route hands it a POST.
     virtual Publisher* publisher() { return nullptr; }
+    // The cross-origin requests its locations answer (the hub's cors_origins), when it takes them:
+    // its locations then answer OPTIONS (a preflight) and say which origins may read every answer.
+    // Null: no CORS header, and OPTIONS is a 405 as any method a location does not take.
+    virtual const CorsPolicy* cors() const { return nullptr; }
 };
 
 // Producers by name, assembled explicitly in one place (main.cpp).
