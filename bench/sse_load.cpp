@@ -15,7 +15,10 @@
 //   {"phase":"window_start","t":T,"established":E}
 //   {"phase":"window_end","t":T,"window_s":S,"established":E,"failed":F,"failures":{reason:count},
 //    "events":..,"bytes":..,"latency_us":{"count","p50","p99","max","unparsed","from","resolution_us"},
-//    "streams_lost_in_window":..,"client_cpu_s":..,"client_cpu_max_process_s":..}
+//    "streams_lost_in_window":..,"client_cpu_s":..,"client_cpu_max_process_s":..
+//    [,"by_stamp":[{"t_us","deliveries","last_us"},...] with --by-stamp]}
+//       by_stamp: per distinct timestamp (one a publish, bench/hub), the deliveries in the window and
+//       the latency of the last one: publish-to-last-delivery.
 //       events, bytes (all received: headers, chunk framing) and latency count what arrived inside
 //       the window only; client_cpu_s is the workers' CPU in the window (the busiest one's apart:
 //       near window_s means the client was the bottleneck).
@@ -60,6 +63,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "sse_parse.hpp"
@@ -117,6 +121,7 @@ struct Options {
     std::vector<std::string> headers;
     int close_one_per_second = 0;
     int max_pending = 0;
+    bool by_stamp = false;
     bool quiet = false;
 
     // derived
@@ -260,6 +265,10 @@ struct Worker {
     std::uint64_t win_events = 0, win_bytes = 0, win_lost = 0, win_unparsed = 0;
     std::uint64_t events_total = 0, bytes_total = 0;
     LatencyHistogram hist;
+    // --by-stamp: per timestamp seen (one a publish, in bench/hub), its deliveries and the latency of
+    // the last one. Bounded: a clock's stamps (one per tick per stream) would otherwise grow it forever.
+    static constexpr std::size_t max_stamps = 1000;
+    std::map<std::int64_t, std::pair<std::uint64_t, std::int64_t>> by_stamp;
     std::int64_t now_wall_us = 0;  // the receipt time of the bytes being parsed
 
     std::string ctrl_buf;
@@ -429,6 +438,7 @@ struct Worker {
         line += failures_tokens();
         for (std::size_t i = 0; i < LatencyHistogram::buckets; ++i)
             if (hist.at(i)) line += fmt::format(" h:{}={}", i, hist.at(i));
+        for (auto& [stamp, seen] : by_stamp) line += fmt::format(" s:{}={},{}", stamp, seen.first, seen.second);
         line += "\n";
         send(line);
         window_reported = true;
@@ -455,6 +465,7 @@ struct Worker {
             win_end = e;
             window_set = true;
             hist.clear();
+            by_stamp.clear();
             win_events = win_bytes = win_lost = win_unparsed = 0;
             cpu_at_start = cpu_self_s();
             send(fmt::format("wstart est={}\n", established));
@@ -600,6 +611,15 @@ void Conn::on_event(std::string_view, std::string_view data, std::string_view) {
     }
     std::int64_t lat = w->now_wall_us - produced;
     w->hist.record(lat > 0 ? std::uint64_t(lat) : 0);
+    if (w->o.by_stamp) {
+        auto it = w->by_stamp.find(produced);
+        if (it == w->by_stamp.end() && w->by_stamp.size() < Worker::max_stamps)
+            it = w->by_stamp.emplace(produced, std::pair<std::uint64_t, std::int64_t>{0, lat}).first;
+        if (it != w->by_stamp.end()) {
+            ++it->second.first;
+            it->second.second = std::max(it->second.second, lat);
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -617,6 +637,7 @@ struct Tokens {
     std::map<std::string, std::string> kv;
     std::vector<std::pair<std::string, std::uint64_t>> failures;
     std::vector<std::pair<std::size_t, std::uint64_t>> hist;
+    std::vector<std::tuple<std::int64_t, std::uint64_t, std::int64_t>> stamps;  // stamp, deliveries, last latency
 };
 
 Tokens parse_tokens(std::string_view line) {
@@ -633,7 +654,12 @@ Tokens parse_tokens(std::string_view line) {
         if (key.rfind("f:", 0) == 0) t.failures.emplace_back(key.substr(2), std::strtoull(value.c_str(), nullptr, 10));
         else if (key.rfind("h:", 0) == 0)
             t.hist.emplace_back(std::strtoull(key.c_str() + 2, nullptr, 10), std::strtoull(value.c_str(), nullptr, 10));
-        else t.kv[key] = value;
+        else if (key.rfind("s:", 0) == 0) {
+            char* rest = nullptr;
+            std::uint64_t count = std::strtoull(value.c_str(), &rest, 10);
+            std::int64_t last = *rest == ',' ? std::strtoll(rest + 1, nullptr, 10) : 0;
+            t.stamps.emplace_back(std::strtoll(key.c_str() + 2, nullptr, 10), count, last);
+        } else t.kv[key] = value;
     }
     return t;
 }
@@ -847,6 +873,7 @@ int run(Options& o) {
     LatencyHistogram hist;
     std::uint64_t events = 0, bytes = 0, lost = 0, unparsed = 0;
     double cpu = 0, cpu_max = 0;
+    std::map<std::int64_t, std::pair<std::uint64_t, std::int64_t>> stamps;
     est = failed = 0;
     failures.clear();
     for (auto& l : results) {
@@ -864,14 +891,28 @@ int run(Options& o) {
         for (auto& [k, v] : t.failures) failures[k] += v;
         for (auto& [i, v] : t.hist)
             if (i < LatencyHistogram::buckets) hist.add(i, v);
+        for (auto& [stamp, count, last] : t.stamps) {
+            auto& s = stamps[stamp];
+            s.first += count;
+            s.second = std::max(s.second, last);
+        }
+    }
+    std::string by_stamp;
+    if (o.by_stamp) {
+        by_stamp = ",\"by_stamp\":[";
+        for (auto& [stamp, seen] : stamps)
+            by_stamp += fmt::format("{}{{\"t_us\":{},\"deliveries\":{},\"last_us\":{}}}", by_stamp.back() == '[' ? "" : ",",
+                                    stamp, seen.first, seen.second);
+        by_stamp += "]";
     }
     std::string latency = fmt::format("{{\"count\":{},\"p50\":{},\"p99\":{},\"max\":{},\"unparsed\":{},\"from\":\"{}\",\"resolution_us\":{}}}",
                                       hist.count(), hist.quantile(0.5), hist.quantile(0.99), hist.max(), unparsed,
                                       o.latency_from_name, o.latency_from == LatencyFrom::iso ? 1000000 : 1);
     emit(fmt::format("{{\"phase\":\"window_end\",\"t\":{:.6f},\"window_s\":{:g},\"established\":{},\"failed\":{},\"failures\":{},"
                      "\"events\":{},\"bytes\":{},\"latency_us\":{},\"streams_lost_in_window\":{},\"client_cpu_s\":{:.3f},"
-                     "\"client_cpu_max_process_s\":{:.3f}}}",
-                     we_wall, o.hold, est, failed, json_failures(failures), events, bytes, latency, lost, cpu, cpu_max));
+                     "\"client_cpu_max_process_s\":{:.3f}{}}}",
+                     we_wall, o.hold, est, failed, json_failures(failures), events, bytes, latency, lost, cpu, cpu_max,
+                     by_stamp));
     if (!o.quiet) {
         fmt::print(stderr, "sse-load: window {:g} s: {} established, {} failed, {} lost; {} events ({:.0f}/s), {} bytes\n",
                    o.hold, est, failed, lost, events, o.hold > 0 ? double(events) / o.hold : 0.0, bytes);
@@ -951,6 +992,9 @@ int main(int argc, char** argv) {
                    "after the window, close K streams one a second, printing each (phase closed)");
     app.add_option("--max-pending", o.max_pending, "at most this many connections awaiting their headers per process (0: no limit)")
         ->capture_default_str();
+    app.add_flag("--by-stamp", o.by_stamp,
+                 "with --latency-from: per timestamp (one a publish), its deliveries and the last one's latency "
+                 "in window_end's by_stamp (at most 1,000 timestamps a process)");
     app.add_flag("--quiet", o.quiet, "no progress or summary on stderr");
     try {
         app.parse(argc, argv);

@@ -1,5 +1,5 @@
 """The benchmark load client (bench/sse-load) for real: 50 streams through nginx to fastsse for about
-2 s, in two worker processes; its JSON phase lines are what bench/compare reads."""
+2 s, in two worker processes; its JSON phase lines are what bench/compare and bench/hub read."""
 import json
 import os
 import subprocess
@@ -49,6 +49,34 @@ def test_50_streams_measured_through_nginx(shared):
     assert done["events_total"] >= end["events"]
     shared.fastsse.wait_for_log(r"stream \d+ opened: producer=clock uri=/t/unix_us\?bench=1", count=N)
     assert "sse-load: window 2 s: 50 established" in run.stderr
+
+
+def test_by_stamp_gives_each_ticks_last_delivery(shared):
+    """--by-stamp (bench/hub): per timestamp, the deliveries in the window, summed over the worker
+    processes, and the latency of the last one. The clock's tick is one stamp for every stream."""
+    argv = [str(sse_load()), "--host", "127.0.0.1", "--port", str(shared.port), "--path", "/t/unix_us?stamps=1",
+            "--streams", "20", "--ramp", "500", "--settle", "0.3", "--hold", "1", "--processes", "2",
+            "--latency-from", "unix_us", "--by-stamp", "--quiet"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    end = next(p for p in map(json.loads, run.stdout.splitlines()) if p["phase"] == "window_end")
+    stamps = end["by_stamp"]
+    # 100 ms ticks for 1 s: about 10, in order; each tick's deliveries from both processes together.
+    assert 8 <= len(stamps) <= 12, stamps
+    assert [s["t_us"] for s in stamps] == sorted({s["t_us"] for s in stamps})
+    assert sum(s["deliveries"] for s in stamps) == end["events"]
+    assert all(0 < s["deliveries"] <= 20 for s in stamps) and max(s["deliveries"] for s in stamps) == 20, stamps
+    assert all(0 <= s["last_us"] <= end["latency_us"]["max"] for s in stamps)
+    assert max(s["last_us"] for s in stamps) == end["latency_us"]["max"]
+
+
+def test_no_by_stamp_without_the_flag(shared):
+    argv = [str(sse_load()), "--host", "127.0.0.1", "--port", str(shared.port), "--path", "/t/unix_us",
+            "--streams", "2", "--settle", "0", "--hold", "0.3", "--latency-from", "unix_us", "--quiet"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    end = next(p for p in map(json.loads, run.stdout.splitlines()) if p["phase"] == "window_end")
+    assert "by_stamp" not in end
 
 
 def test_bad_flags_exit_2():
