@@ -11,6 +11,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "../jws.hpp"
+
 #include <chrono>
 #include <memory>
 #include <string>
@@ -29,27 +31,8 @@ namespace {
 constexpr std::string_view pub_key = "fuzz-publisher-key";
 constexpr std::string_view sub_key = "fuzz-subscriber-key";
 
-std::string base64url(std::string_view bytes) {
-    static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    std::string out;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (unsigned char c : bytes) {
-        acc = acc << 8 | c;
-        bits += 8;
-        while (bits >= 6) out += alphabet[(acc >> (bits -= 6)) & 63];
-    }
-    if (bits > 0) out += alphabet[(acc << (6 - bits)) & 63];
-    return out;
-}
-
 std::string token(std::string_view claims, std::string_view key) {
-    std::string input = base64url(R"({"alg":"HS256"})") + "." + base64url(claims);
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned size = 0;
-    HMAC(EVP_sha256(), key.data(), int(key.size()), reinterpret_cast<const unsigned char*>(input.data()), input.size(),
-         mac, &size);
-    return input + "." + base64url(std::string_view(reinterpret_cast<char*>(mac), size));
+    return fastsse_jws::sign(R"({"alg":"HS256"})", claims, key);
 }
 
 // Counts what it is sent; the headers a subscription adds.

@@ -12,6 +12,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "../jws.hpp"
+
 #include <chrono>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -26,32 +28,10 @@ using fastsse_fuzz::check;
 namespace {
 
 constexpr std::string_view key = "fuzz-key-fuzz-key-fuzz-key-fuzz!";
-constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+using fastsse_jws::alphabet;
+using fastsse_jws::base64url;
 
-std::string base64url(std::string_view bytes) {
-    std::string out;
-    uint32_t bits = 0;
-    int held = 0;
-    for (unsigned char c : bytes) {
-        bits = (bits << 8 | c) & 0xffff;
-        held += 8;
-        while (held >= 6) {
-            held -= 6;
-            out += alphabet[(bits >> held) & 63];
-        }
-    }
-    if (held > 0) out += alphabet[(bits << (6 - held)) & 63];
-    return out;
-}
-
-std::string sign(std::string_view header, std::string_view claims) {
-    std::string input = base64url(header) + "." + base64url(claims);
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned size = 0;
-    HMAC(EVP_sha256(), key.data(), int(key.size()), reinterpret_cast<const unsigned char*>(input.data()), input.size(),
-         mac, &size);
-    return input + "." + base64url({reinterpret_cast<char*>(mac), size});
-}
+std::string sign(std::string_view header, std::string_view claims) { return fastsse_jws::sign(header, claims, key); }
 
 size_t matchers(const Grants& g) {
     size_t n = 0;

@@ -7,6 +7,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "../jws.hpp"
+
 #include <chrono>
 #include <string>
 #include <vector>
@@ -24,27 +26,8 @@ namespace {
 constexpr const char* pub_key = "publisher-key-of-32-bytes-hs256!";
 constexpr const char* sub_key = "subscriber-key-of-32-bytes-hs256";
 
-std::string base64url(std::string_view bytes) {
-    static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    std::string out;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (unsigned char c : bytes) {
-        acc = acc << 8 | c;
-        bits += 8;
-        while (bits >= 6) out += alphabet[(acc >> (bits -= 6)) & 63];
-    }
-    if (bits > 0) out += alphabet[(acc << (6 - bits)) & 63];
-    return out;
-}
-
 std::string token(std::string_view claims, std::string_view key, std::string_view alg = "HS256") {
-    std::string input = base64url(R"({"alg":")" + std::string(alg) + R"(","typ":"JWT"})") + "." + base64url(claims);
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned size = 0;
-    HMAC(EVP_sha256(), key.data(), int(key.size()), reinterpret_cast<const unsigned char*>(input.data()), input.size(),
-         mac, &size);
-    return input + "." + base64url(std::string_view(reinterpret_cast<char*>(mac), size));
+    return fastsse_jws::sign(R"({"alg":")" + std::string(alg) + R"(","typ":"JWT"})", claims, key);
 }
 
 std::string publisher(std::string_view topics = R"(["*"])") {

@@ -6,6 +6,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "../jws.hpp"
+
 #include <chrono>
 #include <string>
 #include <vector>
@@ -21,39 +23,13 @@ namespace {
 constexpr const char* key = "test-key-of-32-bytes-for-hs256!!";
 const system_clock::time_point now = system_clock::time_point(1'800'000'000s);
 
-std::string base64url(std::string_view bytes) {
-    static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    std::string out;
-    size_t i = 0;
-    for (; i + 3 <= bytes.size(); i += 3) {
-        uint32_t n = uint32_t(uint8_t(bytes[i])) << 16 | uint32_t(uint8_t(bytes[i + 1])) << 8 | uint8_t(bytes[i + 2]);
-        for (int shift : {18, 12, 6, 0}) out += alphabet[(n >> shift) & 63];
-    }
-    if (bytes.size() - i == 1) {
-        uint32_t n = uint32_t(uint8_t(bytes[i])) << 16;
-        out += alphabet[n >> 18];
-        out += alphabet[(n >> 12) & 63];
-    } else if (bytes.size() - i == 2) {
-        uint32_t n = uint32_t(uint8_t(bytes[i])) << 16 | uint32_t(uint8_t(bytes[i + 1])) << 8;
-        out += alphabet[n >> 18];
-        out += alphabet[(n >> 12) & 63];
-        out += alphabet[(n >> 6) & 63];
-    }
-    return out;
-}
-
-std::string hmac(const EVP_MD* md, std::string_view k, std::string_view data) {
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned size = 0;
-    HMAC(md, k.data(), int(k.size()), reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &size);
-    return {reinterpret_cast<char*>(out), size};
-}
+using fastsse_jws::base64url;
+using fastsse_jws::hmac;
 
 // A compact JWS of these exact JSON texts, MACed with `md` (SHA-256 unless a test wants another).
 std::string sign(std::string_view header, std::string_view claims, std::string_view k = key,
                  const EVP_MD* md = EVP_sha256()) {
-    std::string input = base64url(header) + "." + base64url(claims);
-    return input + "." + base64url(hmac(md, k, input));
+    return fastsse_jws::sign(header, claims, k, md);
 }
 
 std::string hs256(std::string_view claims) { return sign(R"({"alg":"HS256","typ":"JWT"})", claims); }
