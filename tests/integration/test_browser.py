@@ -111,6 +111,28 @@ def stop_node(proc: subprocess.Popen):
         proc.wait(timeout=5)
 
 
+def run_node_script(argv: list[str], workdir: Path, env: dict, timeout: float) -> tuple[bytes, str]:
+    """Runs a browser script (node, in a session of its own) to its end or `timeout`, then stops it
+    and whatever browser it left behind; returns its stdout and its log (stderr, in workdir)."""
+    log_path = workdir / "node.log"
+    known = {pid for pid, _ in children_of(os.getpid())}  # fastsse, nginx: not the browser's
+    with adopting_orphans():
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                                    cwd=workdir, env=env, start_new_session=True)
+        known.add(proc.pid)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the browser script took more than {timeout} s; its log:\n{log_path.read_text()[-4000:]}")
+        finally:
+            stop_node(proc)
+            stop_adopted(known - {proc.pid})
+    log_text = log_path.read_text(errors="replace")
+    print(f"browser script exit {proc.returncode}; its log:\n{log_text}")
+    return out, log_text
+
+
 def browser_tools() -> tuple[str, Path, str]:
     """node, the folder where npm ci installed playwright-core, chromium; a missing one fails."""
     node = os.environ.get("FASTSSE_NODE") or shutil.which("node")

@@ -20,7 +20,7 @@ import pytest
 
 import test_browser as browserlib
 import test_hub as hublib
-from fastsse_testlib import children_of, get, make_dir
+from fastsse_testlib import get, make_dir
 
 SOURCE = Path(__file__).resolve().parents[2]
 SCRIPT = SOURCE / "tests" / "browser" / "chat_page.mjs"
@@ -130,21 +130,7 @@ def test_two_tabs_show_each_others_messages(chat, workdir):
     argv = [node, str(SCRIPT), "--url", f"http://127.0.0.1:{chat.port}/chat.html", "--modules", str(modules),
             "--chromium", chromium, "--screenshot", str(screenshot)]
     env = dict(os.environ, TMPDIR=str(make_dir(workdir / "tmp")))
-    log_path = workdir / "node.log"
-    known = {pid for pid, _ in children_of(os.getpid())}
-    with browserlib.adopting_orphans():
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                                    cwd=workdir, env=env, start_new_session=True)
-        known.add(proc.pid)
-        try:
-            out, _ = proc.communicate(timeout=NODE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the browser script took more than {NODE_TIMEOUT} s; its log:\n{log_path.read_text()[-4000:]}")
-        finally:
-            browserlib.stop_node(proc)
-            browserlib.stop_adopted(known - {proc.pid})
-    print(f"browser script exit {proc.returncode}; its log:\n{log_path.read_text(errors='replace')}")
+    out, _ = browserlib.run_node_script(argv, workdir, env, NODE_TIMEOUT)
     r = json.loads(out.decode().strip().splitlines()[-1])
     (workdir / "result.json").write_text(json.dumps(r, indent=2) + "\n")
     assert r["error"] is None and r["ok"], r["error"]

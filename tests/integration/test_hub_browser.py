@@ -11,14 +11,13 @@ php-symfony-mercure: a missing one FAILS, never skips."""
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import test_browser as browserlib  # its helpers only: the browser tools and stopping what they start
 import test_hub as hublib
-from fastsse_testlib import children_of, make_dir
+from fastsse_testlib import make_dir
 
 SOURCE = Path(__file__).resolve().parents[1]
 SCRIPT = SOURCE / "browser" / "hub_page.mjs"
@@ -54,22 +53,7 @@ def run_browser(spec: dict, workdir: Path) -> dict:
     spec_path.write_text(json.dumps(spec, indent=2))
     argv = [node, str(SCRIPT), "--spec", str(spec_path), "--modules", str(modules), "--chromium", chromium]
     env = dict(os.environ, TMPDIR=str(make_dir(workdir / "tmp")), MERCURE_PUBLISHER_JWT_KEY=hublib.PUBLISHER_KEY)
-    log_path = workdir / "node.log"
-    known = {pid for pid, _ in children_of(os.getpid())}
-    with browserlib.adopting_orphans():
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                                    cwd=workdir, env=env, start_new_session=True)
-        known.add(proc.pid)
-        try:
-            out, _ = proc.communicate(timeout=NODE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the browser script took more than {NODE_TIMEOUT} s; its log:\n{log_path.read_text()[-4000:]}")
-        finally:
-            browserlib.stop_node(proc)
-            browserlib.stop_adopted(known - {proc.pid})
-    log_text = log_path.read_text(errors="replace")
-    print(f"browser script exit {proc.returncode}; its log:\n{log_text}")
+    out, log_text = browserlib.run_node_script(argv, workdir, env, NODE_TIMEOUT)
     lines = out.decode(errors="replace").strip().splitlines()
     assert lines, f"the browser script printed nothing; its log:\n{log_text[-4000:]}"
     result = json.loads(lines[-1])
