@@ -121,7 +121,8 @@ void Stream::finish(std::optional<std::chrono::milliseconds> retry) {
 void Stream::queue(std::string_view bytes) {
     if (bytes.empty()) return;
     last_output_ = loop_.now();
-    if (state_ == State::open && pending_off_ == pending_.size() && bytes.size() <= fastcgi::max_content) {
+    bool caught_up = pending_off_ == pending_.size();
+    if (state_ == State::open && caught_up && bytes.size() <= fastcgi::max_content) {
         // Nothing queued: hand the record straight to the socket, header and payload in one call.
         auto header = fastcgi::stdout_header(request_id_, bytes.size());
         iovec iov[2] = {{header.data(), header.size()}, {const_cast<char*>(bytes.data()), bytes.size()}};
@@ -154,13 +155,16 @@ void Stream::queue(std::string_view bytes) {
             if (state_ == State::closed) return;
         }
     }
-    // Only what the socket refused counts against the limit: a big event to a client that keeps up
-    // passes. While the stream opens nothing is sent yet: begin() checks.
-    if (state_ != State::opening) drop_if_over_limit();
+    // Only what the socket refused counts against the limit, and of that not the event that found the
+    // queue empty: a big event to a client that keeps up passes. While the stream opens nothing is
+    // sent yet: begin() checks.
+    if (state_ == State::opening) return;
+    if (caught_up) allowance_ = pending_.size() - pending_off_;
+    drop_if_over_limit();
 }
 
 void Stream::drop_if_over_limit() {
-    if (auto queued = pending_.size() - pending_off_; queued > limits_.max_buffer) {
+    if (auto queued = pending_.size() - pending_off_; queued > limits_.max_buffer + allowance_) {
         spdlog::warn("stream {}: client too slow, {} bytes queued (limit {})", id_, queued, limits_.max_buffer);
         close(CloseReason::buffer_full);
     }
@@ -183,7 +187,8 @@ void Stream::add_header(std::string_view name, std::string_view value) {
 size_t Stream::room() const {
     if (state_ != State::open && state_ != State::opening) return 0;
     auto queued = pending_.size() - pending_off_ + (state_ == State::opening ? head_size + extra_headers_.size() : 0);
-    return queued < limits_.max_buffer ? limits_.max_buffer - queued : 0;
+    auto limit = limits_.max_buffer + allowance_;
+    return queued < limit ? limit - queued : 0;
 }
 
 size_t queued_size(const Event& event) {
@@ -215,6 +220,7 @@ void Stream::flush() {
     }
     pending_.clear();
     pending_off_ = 0;
+    allowance_ = 0;
     watch_output(false);
     if (state_ == State::finishing) close(CloseReason::finished);
 }

@@ -353,20 +353,27 @@ def form_of_size(topic: str, size: int) -> bytes:
     return start + b"d" * (size - len(start))
 
 
-def test_a_publication_up_to_max_body_is_taken_and_one_over_is_413(hub, topic):
-    # Nearly 1 MiB: more than a unix socket's queue holds, so fastsse reads it as it comes.
+def test_a_publication_up_to_max_body_is_taken_and_one_over_is_413(hub, client, topic):
+    s = subscribe(client, hub, topics_query(topic), subscriber_token())
+    # Nearly 1 MiB: more than a unix socket's queue holds, so fastsse reads it as it comes; and four
+    # times stream_buffer, which bounds what waits behind it, not the update itself.
     body = form_of_size(topic, MAX_BODY - 1024)
     assert len(body) == MAX_BODY - 1024
     r = publish(hub, body, publisher_token())
     assert r.status == 200, r.describe()
     assert UUID_ID.fullmatch(r.text), r.describe()
+    [event] = s.wait_events(1, timeout=20)
+    assert (event.id, len(event.data)) == (r.text, len(body) - len(form_of_size(topic, 0)))
+    assert set(event.data) == {"d"}
     # Over it: fastsse's own 413 (nginx lets the hub location take more, see fastsse-locations.conf).
     r = publish(hub, form_of_size(topic, MAX_BODY + 1024), publisher_token())
     assert r.status == 413, r.describe()
     assert_plain_error(r, 413)
     assert "1048576 bytes" in r.text, r.describe()
-    # And the hub goes on.
-    assert UUID_ID.fullmatch(published(hub, [("topic", topic), ("data", "after")]))
+    # And the hub goes on, to the same subscriber.
+    after = published(hub, [("topic", topic), ("data", "after")])
+    assert UUID_ID.fullmatch(after)
+    assert (s.wait_events(2)[1].id, s.wait_events(2)[1].data) == (after, "after")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -621,6 +621,54 @@ TEST_CASE("Stream: an event larger than the queue limit reaches a client that ke
     CHECK(records[0].content + records[1].content == "data: " + big + "\n\n");
 }
 
+// A Mercure update may be as big as max_body (1 MiB), four times stream_buffer: to a client that
+// had caught up it goes whole even though the socket takes a few KiB of it, and the limit counts
+// what piles up behind it, until the queue drains.
+TEST_CASE("Stream: an event larger than the limit, queued behind nothing, waits whole; the limit counts what follows") {
+    fastsse::StreamLimits limits;
+    limits.max_buffer = 16 * 1024;
+    Fixture f(limits, 1, 4096);  // the socket takes a few KiB; the peer reads only when told
+    f.begin();
+    f.peer.records();
+    std::string big(1 << 20, 'b');
+    f.stream->send(data_event(big));
+    REQUIRE(f.owner.retired.empty());
+    CHECK(f.stream->room() > 0);
+    CHECK(f.stream->room() <= limits.max_buffer);
+
+    // Behind it, up to the limit and no more.
+    std::string small(1000, 's');
+    int sent = 0;
+    for (; sent < 100 && f.stream->room() >= fastsse::queued_size(data_event(small)); ++sent)
+        f.stream->send(data_event(small));
+    CHECK(f.owner.retired.empty());
+    CHECK(sent >= 10);  // most of the 16 KiB, framing aside
+
+    // The client reads: everything arrives, in order, and the queue is empty again.
+    const std::string big_framed = "data: " + big + "\n\n";
+    const size_t big_records = (big_framed.size() + 65534) / 65535;  // 17: records hold 65,535 bytes at most
+    size_t expected_records = big_records + sent;
+    std::vector<Record>* got = nullptr;
+    auto done = [&] { return got && got->size() >= expected_records; };
+    {
+        PeerReader reader(f.loop, f.peer, done);
+        got = &reader.received;
+        REQUIRE(f.run_until(done));
+        std::string first;
+        REQUIRE(reader.received.size() == expected_records);
+        for (size_t i = 0; i < big_records; ++i) first += reader.received[i].content;
+        CHECK(first == big_framed);
+        for (size_t i = big_records; i < reader.received.size(); ++i) CHECK(reader.received[i].content == "data: " + small + "\n\n");
+    }
+    CHECK(f.owner.retired.empty());
+    CHECK(f.stream->room() == limits.max_buffer);  // the allowance went with the queue
+
+    // Past the limit behind a big event, the client is dropped as any slow one is.
+    f.stream->send(data_event(big));
+    for (int i = 0; i < 100 && f.owner.retired.empty(); ++i) f.stream->send(data_event(small));
+    CHECK(f.owner.retired == std::vector<uint64_t>{7});
+}
+
 TEST_CASE("Stream: what a producer queues while the stream opens counts against the limit") {
     // A replay of 100 KB, sent by the producer before begin(), to a stream that may hold 16 KiB.
     fastsse::StreamLimits limits;

@@ -101,6 +101,10 @@ private:
     std::unique_ptr<Subscription> work_;
     std::string pending_;  // framed bytes the socket has not taken yet
     size_t pending_off_ = 0;
+    // What was left of the event that found the queue empty: counted beside stream_buffer, not
+    // against it, until the queue drains. The limit is for what piles up behind, so that a client
+    // that keeps up gets an update bigger than the limit whole instead of being dropped for it.
+    size_t allowance_ = 0;
 
     EventLoop::Clock::time_point opened_;
     EventLoop::Clock::time_point last_output_;
