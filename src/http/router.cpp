@@ -10,9 +10,6 @@ namespace fastsse {
 
 namespace {
 
-// What a request whose route threw gets: the error as its answer while no header has left; after,
-// the status has gone with the headers, and closing without FCGI_END_REQUEST is what tells the web
-// server (and through it the client) that the response was cut short rather than complete.
 void answer(Connection& c, const RequestError& error) {
     if (!c.fd) return;  // a Stream took the connection: it answers for itself (Stream::reject)
     if (!c.headers_sent) return send_error(c, error);
@@ -22,6 +19,11 @@ void answer(Connection& c, const RequestError& error) {
 }
 
 }  // namespace
+
+void refuse(Connection& c, const RequestError& error) {
+    spdlog::info("{} {}: {} {}", c.request.method, c.request.uri, error.status, error.what());
+    answer(c, error);
+}
 
 const std::string& request_body(const Connection& c) {
     if (!c.body_whole)
@@ -53,8 +55,7 @@ void Router::dispatch(Connection c, Streams& streams) {
     try {
         route_for(c.request).handle(c, streams);
     } catch (const RequestError& e) {
-        spdlog::info("{} {}: {} {}", c.request.method, c.request.uri, e.status, e.what());
-        answer(c, e);
+        refuse(c, e);
     } catch (const std::exception& e) {
         spdlog::error("{} {}: {}", c.request.method, c.request.uri, e.what());
         answer(c, RequestError(500, e.what()));

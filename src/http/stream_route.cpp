@@ -8,6 +8,17 @@
 
 namespace fastsse {
 
+namespace {
+
+void answer_publish(Connection& c, PublishOutcome outcome, const std::string& cors_lines) {
+    if (auto* answer = std::get_if<PublishAnswer>(&outcome)) return send_response(c, 200, cors_lines, answer->body);
+    auto& refusal = std::get<RequestError>(outcome);
+    refusal.location_headers += cors_lines;
+    refuse(c, refusal);
+}
+
+}  // namespace
+
 StreamRoute::StreamRoute(const Registry& registry, const Settings& settings)
     : registry_(registry), settings_(settings) {}
 
@@ -118,8 +129,24 @@ void StreamRoute::publish(Connection& c, Producer& producer, Publisher& publishe
     } catch (const OptionError& e) {
         throw RequestError(500, fmt::format("Bad FastCGI param for producer {}: {}", r.fastsse.at("producer"), e.what()));
     }
-    auto answer = publisher.publish(r, request_body(c));
-    send_response(c, 200, cors_lines, answer.body);
+    // The outcome may come before publish() returns (an update kept in this process) or later (a
+    // store elsewhere said it kept it): then the connection waits in the completion, which alone
+    // holds it, and goes with it if the store drops the completion (the web server sees a 502).
+    struct Waiting {
+        std::optional<Connection> connection;
+        std::optional<PublishOutcome> early;
+    };
+    auto waiting = std::make_shared<Waiting>();
+    publisher.publish(r, request_body(c), [waiting, cors_lines](PublishOutcome outcome) {
+        if (!waiting->connection) {
+            waiting->early = std::move(outcome);
+            return;
+        }
+        answer_publish(*waiting->connection, std::move(outcome), cors_lines);
+        waiting->connection.reset();
+    });
+    if (waiting->early) return answer_publish(c, std::move(*waiting->early), cors_lines);
+    waiting->connection = std::move(c);
 }
 
 }  // namespace fastsse

@@ -248,7 +248,7 @@ std::unique_ptr<Subscription> HubProducer::open(Sink& sink, const StreamStart& s
     return sub;
 }
 
-PublishAnswer HubProducer::publish(const Request& request, std::string_view body) {
+void HubProducer::publish(const Request& request, std::string_view body, PublishDone done) {
     if (settings_.one_request_per_process) throw one_process_per_request();
     // Who: a publisher's token comes in the Authorization header only (a cookie would let any page
     // the browser visits publish, and a URL ends up in logs).
@@ -313,7 +313,7 @@ PublishAnswer HubProducer::publish(const Request& request, std::string_view body
     } catch (const EventError& e) {
         throw RequestError(400, e.what());
     }
-    return {std::move(*id)};
+    done(PublishAnswer{std::move(*id)});
 }
 
 }  // namespace fastsse

@@ -8,6 +8,7 @@
 #include <openssl/hmac.h>
 
 #include "../jws.hpp"
+#include "../publish_now.hpp"
 
 #include <chrono>
 #include <string>
@@ -71,7 +72,7 @@ struct Hub {
     }
 
     std::string publish(std::string_view body, std::optional<std::string> bearer = publisher()) {
-        return hub.publish(post(std::move(bearer)), body).body;
+        return fastsse_test::publish_now(hub, post(std::move(bearer)), body).body;
     }
 
     // A subscriber: its sink, its work and the request its StreamStart points to.
@@ -168,7 +169,7 @@ TEST_CASE("hub: who may publish, and what is refused, with nothing published") {
     CHECK(status("topic=a&retry=soon") == 400);
     auto not_form = post(publisher());
     not_form.content_type = "application/json";
-    CHECK(status_of([&] { h.hub.publish(not_form, "topic=a"); }) == 400);
+    CHECK(status_of([&] { fastsse_test::publish_now(h.hub, not_form, "topic=a"); }) == 400);
     CHECK(s->sink.sends() == 0);
     // A template in the claim covers the topics it matches (0.x).
     CHECK(status("topic=https://example.com/books/1", publisher(R"(["https://example.com/books/{id}"])")) == 0);

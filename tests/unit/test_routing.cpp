@@ -24,6 +24,7 @@
 #include "support.hpp"
 
 using namespace std::string_literals;
+using namespace std::chrono_literals;
 using fastsse::Connection;
 using fastsse::Request;
 using fastsse::UniqueFd;
@@ -89,11 +90,16 @@ struct PublishingProducer final : fastsse::Producer, fastsse::Publisher {
     }
     Publisher* publisher() override { return this; }
     const fastsse::CorsPolicy* cors() const override { return &cors_policy; }
-    fastsse::PublishAnswer publish(const Request& request, std::string_view body) override {
+    void publish(const Request& request, std::string_view body, fastsse::PublishDone done) override {
         if (body == "refuse") throw fastsse::RequestError(403, "Not yours.");
-        return {fmt::format("{} {} {}", request.content_type, request.authorization.value_or("-"), body)};
+        if (body == "later") {
+            later = std::move(done);  // as a store elsewhere would: the test answers
+            return;
+        }
+        done(fastsse::PublishAnswer{fmt::format("{} {} {}", request.content_type, request.authorization.value_or("-"), body)});
     }
     fastsse::CorsPolicy cors_policy;  // none unless a test sets it
+    fastsse::PublishDone later;       // the completion of the last publish of "later"
 };
 
 // Test-only endpoints: one that throws (a bug in a route), one that throws after its headers left,
@@ -146,8 +152,18 @@ struct Fixture {
     }
     ~Fixture() { server.reset(); }  // the streams end before the producers they use
 
-    // Dispatches `request` on a fresh connection, as the Server does with what the Acceptor hands on.
+    // Dispatches `request` on a fresh connection, as the Server does with what the Acceptor hands on,
+    // and reads what was answered by then.
     Answer send(Request request, std::string body = {}, bool body_whole = true) {
+        auto peer = start(std::move(request), std::move(body), body_whole);
+        auto answer = read_answer(peer);
+        for (auto id : answer.request_ids) CHECK(id == 0x0102);
+        peers.push_back(std::move(peer));
+        return answer;
+    }
+
+    // Dispatches `request`; the web server's end, to read the answer from.
+    fastsse_test::Peer start(Request request, std::string body = {}, bool body_whole = true) {
         int fds[2];
         REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
         fastsse_test::Peer peer;
@@ -161,10 +177,7 @@ struct Fixture {
         c.body_whole = body_whole;
         c.body_limit = 65536;  // the max_body setting, for the 413s text
         routes.dispatch(std::move(c), *server);
-        auto answer = read_answer(peer);
-        for (auto id : answer.request_ids) CHECK(id == 0x0102);
-        peers.push_back(std::move(peer));
-        return answer;
+        return peer;
     }
 };
 
@@ -332,6 +345,43 @@ TEST_CASE("routing: a POST goes to a producer that publishes, with the body; 413
     // Other methods: 405, POST among those allowed.
     check_error(f.send(request("PUT", {{"producer", "publishing"}}), "x"), "Status: 405 Method Not Allowed",
                 "Method PUT is not allowed: an event stream is read with GET.", "Allow: GET, HEAD, POST, OPTIONS\r\n");
+}
+
+// A store elsewhere (Redis) says it kept an update after publish() returned: the connection waits
+// for that, and a store that could not keep it answers a refusal, never a 200.
+TEST_CASE("routing: a publish answered later waits for its outcome: 200, a refusal, or nothing") {
+    Fixture f;
+    auto r = request("POST", {{"producer", "publishing"}});
+    r.content_type = "application/x-www-form-urlencoded";
+    f.publishing->cors_policy = fastsse::CorsPolicy::parse("https://app.example");
+    r.origin = "https://app.example";
+    const std::string cors = "Vary: Origin\r\nAccess-Control-Allow-Origin: https://app.example\r\n"
+                             "Access-Control-Allow-Credentials: true\r\n"
+                             "Access-Control-Expose-Headers: Last-Event-ID, Mercure-Last-Event-ID\r\n";
+
+    auto peer = f.start(r, "later");
+    REQUIRE(f.publishing->later);
+    auto before = read_answer(peer);
+    CHECK(before.stdout_text.empty());
+    CHECK_FALSE(before.closed);
+    std::exchange(f.publishing->later, nullptr)(fastsse::PublishAnswer{"urn:kept"});
+    auto a = read_answer(peer);
+    CHECK(a.stdout_text == "Status: 200 OK\r\n" + cors + "Content-Type: text/plain; charset=utf-8\r\n\r\nurn:kept");
+    CHECK(a.end_request);
+    CHECK(a.closed);
+
+    peer = f.start(r, "later");
+    std::exchange(f.publishing->later, nullptr)(fastsse::RequestError::unavailable("The store is away.", 2s));
+    check_error(read_answer(peer), "Status: 503 Service Unavailable", "The store is away.", "Retry-After: 2\r\n" + cors);
+    CHECK(f.log.text().find("POST /events/test: 503 The store is away.") != std::string::npos);
+
+    // A completion dropped without a word closes the connection, unanswered: the web server says 502.
+    peer = f.start(r, "later");
+    f.publishing->later = nullptr;
+    auto dropped = read_answer(peer);
+    CHECK(dropped.stdout_text.empty());
+    CHECK_FALSE(dropped.end_request);
+    CHECK(dropped.closed);
 }
 
 TEST_CASE("routing: a producer adds response headers while its stream opens, never a bad one") {

@@ -42,6 +42,12 @@ public:
     virtual void handle(Connection& connection, Streams& streams) = 0;
 };
 
+// What a request that is refused gets, logged: the error as its answer while no header has left;
+// after, the connection is closed without FCGI_END_REQUEST, which tells the web server (and through
+// it the client) that the response was cut short. Router::dispatch calls it for what a route throws;
+// a route that answers later (a publish a store keeps elsewhere) calls it then.
+void refuse(Connection& connection, const RequestError& error);
+
 // The request body for a route that needs it; a 413 when it passed the max_body setting
 // (Connection::body_whole false).
 const std::string& request_body(const Connection& connection);

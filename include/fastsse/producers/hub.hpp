@@ -57,7 +57,7 @@ public:
     Publisher* publisher() override { return this; }
     const CorsPolicy* cors() const override { return &settings_.cors; }
 
-    PublishAnswer publish(const Request& request, std::string_view body) override;
+    void publish(const Request& request, std::string_view body, PublishDone done) override;
 
     size_t subscribers() const { return channel_ ? channel_->subscribers() : 0; }
 

@@ -2,6 +2,7 @@
 // The producer interface: the only thing a new kind of event source implements.
 // A producer knows events and time (the EventLoop's timers), never FastCGI, sockets or threads.
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -9,16 +10,17 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "fastsse/sse/event.hpp"
 #include "fastsse/config/options.hpp"
+#include "fastsse/http/request.hpp"  // Request and RequestError: plain data, no FastCGI in them
 
 namespace fastsse {
 
 class ConfigSection;  // fastsse/config/section.hpp
 class CorsPolicy;     // fastsse/http/cors.hpp
-struct Request;       // fastsse/http/request.hpp: the request's params, copied (no FastCGI in it)
 
 // One client's stream, as a producer sees it. Calls never block and never destroy anything
 // synchronously: a stream whose client left ignores further calls, and its Subscription is
@@ -79,13 +81,20 @@ struct PublishAnswer {
     std::string body;
 };
 
+// How a publish ended: its answer, or its refusal (a store that could not keep it: 503).
+using PublishOutcome = std::variant<PublishAnswer, RequestError>;
+using PublishDone = std::function<void(PublishOutcome)>;
+
 // A producer that also takes events from the outside, as a POST to its location (the Mercure hub).
 // Optional: a POST to the location of a producer without one is a 405, as any other method.
 class Publisher {
 public:
-    // Publishes what `body` (the request body, within the server's bound) holds. Throws
-    // RequestError (http/request.hpp) for a refusal: 400, 401, 403...; it is then published nowhere.
-    virtual PublishAnswer publish(const Request& request, std::string_view body) = 0;
+    // Publishes what `body` (the request body, within the server's bound) holds, and calls `done`
+    // once: before returning when the update is kept in this process, later when a store elsewhere
+    // (Redis) has to say it kept it first, so that a 200 never answers an update that was lost.
+    // Throws RequestError (http/request.hpp) for a refusal found before it publishes (400, 401,
+    // 403...), and then never calls `done`: nothing is published.
+    virtual void publish(const Request& request, std::string_view body, PublishDone done) = 0;
 
 protected:
     ~Publisher() = default;
