@@ -369,13 +369,15 @@ class Nginx:
     """A real nginx, configured from the repository's nginx/ files, serving 127.0.0.1:port."""
 
     def __init__(self, source_dir: Path, workdir: Path, upstream: str, port: Optional[int] = None,
-                 extra_conf: str = ""):
+                 extra_conf: str = "", http_conf: str = ""):
         self.source_dir = Path(source_dir)
         # Test-only directives and locations of one test module, added (in the server block) after
         # the TEST_LOCATIONS.
         self.extra_conf = extra_conf
+        # Directives for the http { } block (an upstream of several fastsse processes).
+        self.http_conf = http_conf
         self.dir = make_dir(Path(workdir) / "nginx")
-        self.upstream = upstream  # "unix:/path" or "127.0.0.1:PORT", as fastcgi_pass takes it
+        self.upstream = upstream  # "unix:/path", "127.0.0.1:PORT" or an upstream's name, as fastcgi_pass takes it
         self.port = port or free_port()
         self.proc: Optional[subprocess.Popen] = None
         self.generate()
@@ -407,7 +409,7 @@ class Nginx:
         conf = _replace_once(conf, "include fastsse-locations.conf;",
                              "include fastsse-locations.conf;\n        include test-locations.conf;", where)
         temp = "".join(f"    {name}_temp_path {self.dir / 'tmp' / name};\n" for name in TEMP_PATHS)
-        conf, n = re.subn(r"^http \{\n", lambda m: m.group(0) + temp, conf, count=1, flags=re.M)
+        conf, n = re.subn(r"^http \{\n", lambda m: m.group(0) + temp + self.http_conf, conf, count=1, flags=re.M)
         if n != 1:
             raise AssertionError(f"{where} has no 'http {{' block: update the integration test harness")
         if os.geteuid() == 0:

@@ -56,6 +56,9 @@ def test_install_puts_binary_docs_examples_and_units_in_place(prefix, paths):
         "share/fastsse/demo/index.html",
         "lib/systemd/system/fastsse.service",
         "lib/systemd/system/fastsse.socket",
+        "lib/systemd/system/fastsse@.service",
+        "lib/systemd/system/fastsse@.socket",
+        "share/doc/fastsse/examples/nginx/fastsse-upstream.conf",
         "etc/fastsse/fastsse.toml",
     ]
     missing = [f for f in expected if not (prefix / f).is_file()]
@@ -73,11 +76,23 @@ def test_install_puts_binary_docs_examples_and_units_in_place(prefix, paths):
     socket_unit = (prefix / "lib/systemd/system/fastsse.socket").read_text()
     assert "ListenStream=/run/fastsse.sock\n" in socket_unit
     assert f"file://{doc}/README.md" in socket_unit
+    # The template for several processes: the same service, each instance on its own socket, the
+    # sockets nginx/fastsse-upstream.conf lists.
+    template = (prefix / "lib/systemd/system/fastsse@.service").read_text()
+    assert template.replace("fastsse@%i.socket", "fastsse.socket").replace(" (process %i)", "").replace(
+        ', "Running several processes"', "") == service
+    assert "ListenStream=/run/fastsse-%i.sock\n" in (prefix / "lib/systemd/system/fastsse@.socket").read_text()
+    upstream = (doc / "examples/nginx/fastsse-upstream.conf").read_text()
+    assert "server unix:/run/fastsse-1.sock;" in upstream and "server unix:/run/fastsse-2.sock;" in upstream
 
 
-def test_units_pass_systemd_analyze_verify(prefix):
+def test_units_pass_systemd_analyze_verify(prefix, workdir):
     units = prefix / "lib/systemd/system"
-    r = subprocess.run([SYSTEMD_ANALYZE, "verify", str(units / "fastsse.socket"), str(units / "fastsse.service")],
+    # A template is verified as one of its instances.
+    for kind in ("service", "socket"):
+        shutil.copyfile(units / f"fastsse@.{kind}", workdir / f"fastsse@1.{kind}")
+    r = subprocess.run([SYSTEMD_ANALYZE, "verify", str(units / "fastsse.socket"), str(units / "fastsse.service"),
+                        str(workdir / "fastsse@1.socket"), str(workdir / "fastsse@1.service")],
                        capture_output=True, text=True, timeout=60)
     # verify exits 0 even for unknown keys or bad values: any line about our units is a failure.
     ours = [line for line in (r.stdout + r.stderr).splitlines() if "fastsse" in line]
