@@ -1,10 +1,9 @@
 #include "fastsse/channels/memory_store.hpp"
 
-#include <algorithm>
-#include <deque>
 #include <memory>
 #include <string>
-#include <unordered_map>
+
+#include "fastsse/channels/history.hpp"
 
 namespace fastsse {
 
@@ -12,144 +11,35 @@ namespace {
 
 class MemoryChannel final : public Channel {
 public:
-    explicit MemoryChannel(const HistoryLimits& limits) : limits_(limits) {}
+    explicit MemoryChannel(const HistoryLimits& limits) : history_(limits) {}
 
     using Channel::publish;
     using Channel::subscribe;
 
-    void publish(const Event& event, const UpdateMeta& meta) override {
+    void publish(const Event& event, const UpdateMeta& meta, PublishedFn done) override {
         // Shared by the history and this fan-out: a subscriber that publishes again from its send
         // (none does today) may push it out of the history, never out from under the fan-out.
-        auto kept = std::make_shared<Kept>();
+        auto kept = std::make_shared<History::Kept>();
         kept->bytes = encode(event);
-        if (event.id && limits_.max_events > 0) {
+        if (event.id && history_.keeps_events()) {
             kept->id = *event.id;
             kept->topics.assign(meta.topics.begin(), meta.topics.end());
             kept->is_private = meta.is_private;
-            keep(kept);
+            history_.keep(kept);
         }
         fan_out(kept->bytes, meta);
+        if (done) done(Published{std::string(event.id.value_or(std::string_view())), {}});
     }
 
     Joined subscribe(Sink& sink, std::optional<std::string_view> last_id, const Interest* interest) override {
         Joined joined;
-        if (last_id) joined.resume = replay(sink, *last_id, interest);
+        if (last_id) joined.resume = history_.replay(sink, *last_id, interest);
         joined.subscription = add_subscriber(sink, interest);
         return joined;
     }
 
 private:
-    // One event as published: its encoding and what a replay asks an Interest about. Immutable
-    // once kept, and shared, so that a replay or a fan-out holds it even after the history let it go.
-    struct Kept {
-        std::string bytes;  // encode()d once
-        std::string id;
-        std::vector<std::string> topics;
-        bool is_private = false;
-        UpdateMeta meta() const { return {topics, is_private}; }
-    };
-    static constexpr uint64_t no_seq = UINT64_MAX;
-    struct Entry {
-        std::shared_ptr<const Kept> kept;
-        size_t size;                   // what it counts against max_bytes
-        uint64_t next_same_id = no_seq;  // the next entry with the same id, if any
-    };
-    // The entries of one id, oldest and newest still kept; those between are linked by next_same_id.
-    struct SameId {
-        uint64_t oldest, newest;
-    };
-
-    const Entry& at(uint64_t seq) const { return history_[seq - first_]; }
-    Entry& at(uint64_t seq) { return history_[seq - first_]; }
-    uint64_t end_seq() const { return first_ + history_.size(); }
-
-    void keep(std::shared_ptr<const Kept> kept) {
-        size_t size = kept->bytes.size();
-        for (const auto& t : kept->topics) size += t.size();
-        auto seq = end_seq();
-        auto& entry = history_.emplace_back(Entry{std::move(kept), size});
-        bytes_ += size;
-        // An empty id is no resume point (a client that gets one forgets its last id).
-        if (const auto& id = entry.kept->id; !id.empty()) {
-            auto [it, added] = by_id_.try_emplace(id, SameId{seq, seq});
-            if (!added) at(std::exchange(it->second.newest, seq)).next_same_id = seq;
-        }
-        while (!history_.empty() && (history_.size() > limits_.max_events || bytes_ > limits_.max_bytes))
-            forget_oldest();
-    }
-
-    void forget_oldest() noexcept {
-        auto& oldest = history_.front();
-        if (const auto& id = oldest.kept->id; !id.empty()) {
-            // The oldest entry is the oldest of its id: the id now stands for the next one, if any.
-            auto it = by_id_.find(id);
-            if (oldest.next_same_id == no_seq) {
-                by_id_.erase(it);
-            } else {
-                // The key views this entry's id, which goes with it: it views the next one's now.
-                // Moving the node in and out of the map allocates nothing.
-                auto node = by_id_.extract(it);
-                node.key() = at(oldest.next_same_id).kept->id;
-                node.mapped().oldest = oldest.next_same_id;
-                by_id_.insert(std::move(node));
-            }
-        }
-        bytes_ -= oldest.size;
-        history_.pop_front();
-        ++first_;
-    }
-
-    Resume replay(Sink& sink, std::string_view last_id, const Interest* interest) {
-        Resume resume;
-        // The events after last_id; when it is not in the history (another channel's, one pushed
-        // out, none at all), all of them.
-        auto from = first_;
-        if (last_id != earliest_id && !last_id.empty())
-            if (auto it = by_id_.find(last_id); it != by_id_.end()) {
-                resume.found = true;
-                from = it->second.oldest + 1;
-            }
-        // Of those, the newest wanted that fit in what the stream may hold. Held, not pointed at:
-        // a send may publish, and the history let them go.
-        std::vector<std::shared_ptr<const Kept>> newest_first;
-        const Kept* left_out = nullptr;
-        size_t room = sink.room();
-        for (auto seq = end_seq(); seq > from; --seq) {
-            const auto& kept = at(seq - 1).kept;
-            if (interest && !interest->wants(kept->meta())) continue;
-            auto size = queued_size(std::string_view(kept->bytes));
-            if (size > room) {
-                left_out = kept.get();
-                break;
-            }
-            room -= size;
-            newest_first.push_back(kept);
-        }
-        resume.last_event_id = left_out ? left_out->id : resume.found ? std::string(last_id) : std::string(earliest_id);
-        auto next = end_seq();
-        for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) sink.send_encoded((*it)->bytes);
-        resume.replayed = newest_first.size();
-        // What a send published meanwhile went to the subscribers there were, not yet this one: what
-        // of it was kept follows, in order, so that nothing kept is lost between the replay and the
-        // live events. (Room is not checked again: a sink that has none left drops its stream.)
-        while (next < end_seq()) {
-            std::vector<std::shared_ptr<const Kept>> batch;
-            for (auto seq = std::max(next, first_), end = end_seq(); seq < end; ++seq)
-                if (const auto& kept = at(seq).kept; !interest || interest->wants(kept->meta())) batch.push_back(kept);
-            next = end_seq();
-            for (const auto& kept : batch) sink.send_encoded(kept->bytes);
-            resume.replayed += batch.size();
-        }
-        return resume;
-    }
-
-    HistoryLimits limits_;
-    std::deque<Entry> history_;  // oldest first
-    uint64_t first_ = 0;         // the sequence number of history_.front(); each event kept takes the next
-    size_t bytes_ = 0;           // counted against max_bytes, in history_
-    // Each id's entries. The keys view the ids of the entries they name (held by shared pointers,
-    // they never move).
-    std::unordered_map<std::string_view, SameId> by_id_;
+    History history_;
 };
 
 }  // namespace

@@ -302,18 +302,24 @@ void HubProducer::publish(const Request& request, std::string_view body, Publish
         if (!any_matches(allowed, std::span(&topic, 1)))
             throw RequestError(403, "The token may not publish to every topic of this update.");
 
-    if (!id || id->empty()) id = ids_.next();
+    // The id: the publisher's, else one the store gives (Redis: its stream entry's), else ours.
+    if (id && id->empty()) id.reset();
+    if (!id && !channel().assigns_ids()) id = ids_.next();
     Event event;
     event.event = type ? std::string_view(*type) : std::string_view();
     event.data = data ? std::string_view(*data) : std::string_view();
-    event.id = *id;
+    if (id) event.id = *id;
     event.retry_ms = retry_ms;
     try {
-        channel().publish(event, UpdateMeta{topics, is_private});
+        channel().publish(event, UpdateMeta{topics, is_private}, [done = std::move(done)](Published published) {
+            if (!published.failure.empty())
+                return done(RequestError::unavailable(
+                    fmt::format("The update was not published: {}", published.failure), std::chrono::seconds(2)));
+            done(PublishAnswer{std::move(published.id)});
+        });
     } catch (const EventError& e) {
         throw RequestError(400, e.what());
     }
-    done(PublishAnswer{std::move(*id)});
 }
 
 }  // namespace fastsse

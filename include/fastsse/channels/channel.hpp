@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -83,6 +84,15 @@ struct Resume {
 
 class Channel;
 
+// What a publish learns once the store kept the event, or could not: the id it has (its own, or the
+// one a store that makes ids up gave it: see Channel::assigns_ids), or why it was not kept. An event
+// that was not kept reached nobody.
+struct Published {
+    std::string id;
+    std::string failure;  // empty: kept
+};
+using PublishedFn = std::function<void(Published)>;
+
 // A stream's place in a channel's fan-out, from subscribe() until it is destroyed. Move-only. A
 // channel must outlive its subscriptions.
 class ChannelSubscription {
@@ -129,9 +139,16 @@ public:
     // same bytes to every subscriber whose Interest wants `meta` (and to those without one). Throws
     // EventError for a bad name or id: then nothing is kept or sent. A sink may publish from inside
     // its send; that event goes out (to everyone there) before this one reaches the later subscribers.
-    virtual void publish(const Event& event, const UpdateMeta& meta) = 0;
+    // `done` (if given) is called once: before publish() returns in a store of this process; later in
+    // one elsewhere (Redis), which fans out when the event comes back from it, in its order, to the
+    // subscribers of every process.
+    virtual void publish(const Event& event, const UpdateMeta& meta, PublishedFn done) = 0;
+    void publish(const Event& event, const UpdateMeta& meta) { publish(event, meta, nullptr); }
     // An event for everyone: no topics, public.
-    void publish(const Event& event) { publish(event, UpdateMeta{}); }
+    void publish(const Event& event) { publish(event, UpdateMeta{}, nullptr); }
+    // Whether an event published without an id gets one from the store (Redis: its stream entry's),
+    // kept and sent with it. Otherwise such an event is sent and never kept.
+    virtual bool assigns_ids() const { return false; }
 
     // Sends `sink` the history after `last_id`, then everything published from now on; both only
     // what `interest` wants (everything when it is null; it must outlive the subscription).
