@@ -60,7 +60,8 @@ std::string resolve_redis_host(const std::string& host);
 enum class ReplyType { string, array, integer, nil, status, error };
 
 // What a command's callback gets: Redis's reply (a view into hiredis's, valid during the callback
-// only: copy what you keep), or a failure: no reply will come (timeout, connection lost).
+// only: copy what you keep), or a failure: no reply will come (timeout, connection lost), why()
+// saying so (a view too). An error reply of Redis's (-ERR...) is a reply, not a failure.
 class RedisReply {
 public:
     static RedisReply failure(std::string_view why) noexcept { return RedisReply(nullptr, why); }
