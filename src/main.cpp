@@ -10,6 +10,8 @@
 
 #include <filesystem>
 
+#include "fastsse/channels/memory_store.hpp"
+#include "fastsse/channels/redis_store.hpp"
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/fastcgi/listener.hpp"
 #include "fastsse/log.hpp"
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
     ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     EventLoop loop;
+    std::unique_ptr<ChannelStore> hub_store;  // the engine: made once the settings say which
     ChildProcesses children(loop);
     Registry registry;
     registry.add("clock", std::make_unique<ClockProducer>(loop));
@@ -76,7 +79,6 @@ int main(int argc, char** argv) {
         auto loaded = load_settings(argc, argv, registry);
         if (!loaded) return 0;
         settings = *loaded;
-        hub_producer.configure(settings.hub);
         // The keys are read: commands' children (which get the whole environment unless their [commands]
         // entry says otherwise) must not inherit them. No thread runs yet: unsetenv is safe here.
         for (const auto& spec : settings_table().specs())
@@ -96,6 +98,29 @@ int main(int argc, char** argv) {
     FCGX_Init();
     ::signal(SIGPIPE, SIG_IGN);
     ::signal(SIGTERM, SIG_DFL);
+
+    // The hub's channels: in this process, or in Redis, shared by every process given the same URL.
+    // Redis must answer now: a wrong password or an unreachable host is the admin's to fix, said
+    // in one line; once running, a Redis that goes away is waited for (redis_store.hpp).
+    if (settings.engine.memory) {
+        hub_store = std::make_unique<MemoryStore>();
+        hub_producer.configure(settings.hub, hub_store.get());
+    } else {
+        auto where = redis::redacted(settings.engine);
+        try {
+            RedisStoreOptions options;
+            // The name is resolved once, here: the loop never waits for DNS (connection.hpp).
+            options.connection = redis::RedisOptions::from_url(settings.engine, redis::resolve_redis_host(settings.engine.host));
+            auto store = std::make_unique<RedisStore>(loop, std::move(options));
+            hub_producer.configure(settings.hub, store.get());
+            store->start();
+            hub_store = std::move(store);
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "fastsse: the Redis engine at {}: {}\n", where, e.what());
+            return 2;
+        }
+        spdlog::info("Redis engine: connected to {}", where);
+    }
 
     std::unique_ptr<Listener> listener;
     try {

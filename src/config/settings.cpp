@@ -78,6 +78,19 @@ const SettingTable<Settings>& settings_table() {
         t.add(integer("max_body", &S::max_body, "1048576", 0, 64 * 1024 * 1024, "bytes",
                       "request body taken at most (a hub publication); beyond, 413"));
         t.add(&S::hub, hub_settings());
+        // Parsed once, here: a bad URL stops the start with its reason (never the password).
+        t.add(from_env(Setting<S>{{"engine", OptionSpec::Kind::text, "memory", 0, 0, {}, {},
+                                   "where the hub's channels live: memory (this process), or "
+                                   "redis://[[user]:password@]host[:port][/db], shared by every process given "
+                                   "the same URL"},
+                                  [](S& s, std::string_view v) {
+                                      try {
+                                          s.engine = redis::parse_redis_url(v);
+                                      } catch (const redis::RedisUrlError& e) {
+                                          throw OptionError(e.what());
+                                      }
+                                  }},
+                       "FASTSSE_ENGINE"));
         t.add(choice("log_level", &S::log_level, "info", "debug|info|warn|error", "least important log lines shown"));
         return t;
     }();

@@ -158,10 +158,15 @@ public:
 
 HubProducer::HubProducer(EventLoop& loop) : loop_(loop) { hub_settings().set_defaults(settings_); }
 
-void HubProducer::configure(const HubSettings& settings) { settings_ = settings; }
+void HubProducer::configure(const HubSettings& settings, ChannelStore* store) {
+    settings_ = settings;
+    if (store) store_ = store;
+    channel_ = nullptr;
+    channel();
+}
 
 Channel& HubProducer::channel() {
-    if (!channel_) channel_ = &store_.channel(channel_name, {settings_.history, settings_.history_bytes});
+    if (!channel_) channel_ = &store_->channel(channel_name, {settings_.history, settings_.history_bytes});
     return *channel_;
 }
 

@@ -143,11 +143,13 @@ bool fits(const OptionSpec& spec, std::string_view value) {
 // Settings whose field checks more than their kind says (a text parsed when it is stored): whether
 // that parse takes `value`. check_option() only knows the kind; load() stores, so it refuses these.
 bool stores(const OptionSpec& spec, std::string_view value) {
-    if (spec.name != "cors_origins") return true;
     try {
-        fastsse::CorsPolicy::parse(value);
+        if (spec.name == "cors_origins") fastsse::CorsPolicy::parse(value);
+        if (spec.name == "engine") fastsse::redis::parse_redis_url(value);
         return true;
     } catch (const fastsse::OptionError&) {
+        return false;
+    } catch (const fastsse::redis::RedisUrlError&) {
         return false;
     }
 }

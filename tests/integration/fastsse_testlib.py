@@ -84,6 +84,51 @@ def start_on_free_port(make: Callable[[], object], attempts: int = 3):
                 raise
 
 
+class RedisServer:
+    """A redis-server of the test's own (Debian's), on 127.0.0.1, without persistence: its data goes
+    with it. start() on a free port (or the port given: a Redis started again where its clients
+    look), stop() by PID. .url is what fastsse's --engine takes."""
+
+    BINARY = "/usr/bin/redis-server"
+
+    def __init__(self, workdir: Path, port: Optional[int] = None, name: str = "redis"):
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.name = name
+        self.log_path = self.workdir / f"{name}.log"
+        self.proc: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> "RedisServer":
+        argv = [self.BINARY, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--logfile", str(self.log_path), "--dir", str(self.workdir)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, cwd=self.workdir, start_new_session=True)
+        self.pid = self.proc.pid
+        wait_accepting(self.proc, self.port, self.name, self.startup_log, timeout)
+        return self
+
+    def startup_log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self):
+        """SIGKILL: gone at once, with its data."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def signal(self, signo: int):
+        self.proc.send_signal(signo)
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)  # a test may have stopped it
+            stop_process(self.proc)
+
+
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 

@@ -27,7 +27,7 @@ import pytest
 
 from apachelib import ApacheStack
 from conftest import FRONTS
-from fastsse_testlib import ES, HttpStream, assert_plain_error, get, make_dir, pump
+from fastsse_testlib import ES, HttpStream, RedisServer, assert_plain_error, get, make_dir, pump
 
 PUBLISHER_KEY = "publisher-key-for-the-hub-tests!"
 SUBSCRIBER_KEY = "subscriber-key-for-the-hub-tests"
@@ -37,6 +37,8 @@ APP_ORIGIN = "https://app.example.test"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 MAX_BODY = 1024 * 1024  # fastsse's max_body, by default
 UUID_ID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+# The ids the Redis engine gives: its stream entry's, as a fragment (Mercure lets a hub use one).
+ENTRY_ID = re.compile(r"#[0-9]+-[0-9]+")
 
 
 def b64url(data: bytes) -> str:
@@ -61,16 +63,18 @@ def subscriber_token(topics=(), key: str = SUBSCRIBER_KEY, **claims) -> str:
     return jwt({"mercure": {"subscribe": list(topics)}, **claims}, key)
 
 
-# The fronts that can serve a hub: mod_fcgid cannot (one process per request; see the README).
-HUB_FRONTS = [f for f in FRONTS if f != "apache-fcgid"]
+# The fronts that can serve a hub: mod_fcgid cannot (one process per request; see the README). And
+# nginx with the Redis engine: the same behaviour, on both engines.
+HUB_FRONTS = [f for f in FRONTS if f != "apache-fcgid"] + ["nginx-redis"]
 
 
 class Hub:
     """fastsse as a hub behind one front: .port, .fastsse (its log), .name, .anonymous (the path of
-    fastsse_testlib.TEST_LOCATIONS' hub-anonymous, FASTSSE_ANONYMOUS 1, behind this front)."""
+    fastsse_testlib.TEST_LOCATIONS' hub-anonymous, FASTSSE_ANONYMOUS 1, behind this front), .ids
+    (the form of the ids it makes up: its engine's)."""
 
-    def __init__(self, name, stack, anonymous):
-        self.name, self.stack, self.anonymous = name, stack, anonymous
+    def __init__(self, name, stack, anonymous, ids=UUID_ID):
+        self.name, self.stack, self.anonymous, self.ids = name, stack, anonymous, ids
         self.port = stack.port
         self.fastsse = stack.fastsse
 
@@ -83,10 +87,14 @@ def hub(paths, make_module_stack, request):
     os.environ["MERCURE_SUBSCRIBER_JWT_KEY"] = SUBSCRIBER_KEY
     args = ["--cors-origins", APP_ORIGIN]
     workdir = make_dir(paths.work / f"hub-{request.param}")
-    apache = None
+    apache = redis = None
     try:
         if request.param == "nginx":
             hub = Hub("nginx", make_module_stack(workdir, args), "/t/hub-anonymous")
+        elif request.param == "nginx-redis":
+            redis = RedisServer(workdir).start()
+            hub = Hub("nginx-redis", make_module_stack(workdir, [*args, "--engine", redis.url]), "/t/hub-anonymous",
+                      ENTRY_ID)
         else:
             apache = ApacheStack(paths, workdir, "proxy_fcgi", fastsse_args=args)
             hub = Hub(request.param, apache, "/events/t/hub-anonymous")
@@ -97,6 +105,9 @@ def hub(paths, make_module_stack, request):
             else:
                 os.environ[k] = v
     yield hub
+    if redis is not None:
+        hub.stack.stop()  # before its Redis: a fastsse that lost it would only wait for it
+        redis.stop()
     if apache is not None:
         complaints = apache.complaints()  # AH01075 (a dispatch error), AH01146 (a shared worker's parameters)...
         apache.stop()
@@ -147,7 +158,7 @@ def test_publish_reaches_a_subscriber_opened_before(hub, client, topic):
     assert s.header("Content-Type") == "text/event-stream; charset=utf-8"
     assert s.header("Last-Event-ID") is None  # no resume point given
     update_id = published(hub, [("topic", topic), ("data", "hello\nworld")])
-    assert UUID_ID.fullmatch(update_id), update_id
+    assert hub.ids.fullmatch(update_id), update_id
     [event] = s.wait_events(1)
     assert (event.id, event.data, event.type) == (update_id, "hello\nworld", "message")
 
@@ -319,7 +330,7 @@ def test_a_token_that_expires_ends_the_stream(hub, client, topic):
 
 
 def test_1000_subscribers_of_one_topic_receive_the_same_update(hub, topic):
-    if hub.name != "nginx":
+    if not hub.name.startswith("nginx"):
         # Apache's mod_proxy_fcgi holds a worker thread per stream: its MaxRequestWorkers bound them.
         pytest.skip("1,000 streams at once need nginx in front")
     n, batch_size = 1000, 200
@@ -361,7 +372,7 @@ def test_a_publication_up_to_max_body_is_taken_and_one_over_is_413(hub, client, 
     assert len(body) == MAX_BODY - 1024
     r = publish(hub, body, publisher_token())
     assert r.status == 200, r.describe()
-    assert UUID_ID.fullmatch(r.text), r.describe()
+    assert hub.ids.fullmatch(r.text), r.describe()
     [event] = s.wait_events(1, timeout=20)
     assert (event.id, len(event.data)) == (r.text, len(body) - len(form_of_size(topic, 0)))
     assert set(event.data) == {"d"}
@@ -372,7 +383,7 @@ def test_a_publication_up_to_max_body_is_taken_and_one_over_is_413(hub, client, 
     assert "1048576 bytes" in r.text, r.describe()
     # And the hub goes on, to the same subscriber.
     after = published(hub, [("topic", topic), ("data", "after")])
-    assert UUID_ID.fullmatch(after)
+    assert hub.ids.fullmatch(after)
     assert (s.wait_events(2)[1].id, s.wait_events(2)[1].data) == (after, "after")
 
 

@@ -10,6 +10,7 @@
 #include "fastsse/http/stream.hpp"
 #include "fastsse/producers/hub.hpp"
 #include "fastsse/producers/producer.hpp"
+#include "fastsse/redis/url.hpp"
 
 namespace fastsse {
 
@@ -21,6 +22,7 @@ struct Settings {
     size_t max_streams = 0;
     size_t max_body = 0;       // bytes of a request body kept for a route (a hub publication)
     HubSettings hub;           // hub_settings(): the Mercure hub's keys and bounds
+    redis::RedisUrl engine;    // where the hub's channels live: `memory` (this process) or a Redis
     std::string log_level;
 };
 

@@ -46,9 +46,11 @@ class HubProducer final : public Producer, public Publisher {
 public:
     explicit HubProducer(EventLoop& loop);
 
-    // The settings, once they are read (the producer is registered before, for --help). Before the
-    // first request: the channel keeps the history limits it was made with.
-    void configure(const HubSettings& settings);
+    // The settings, once they are read (the producer is registered before, for --help), and the
+    // store of the hub's channel: main's (the engine setting: this process's memory, or Redis),
+    // else one of the producer's own in memory. Before the first request: the channel is made here,
+    // with the history limits of these settings, so that a store elsewhere loads it at its start.
+    void configure(const HubSettings& settings, ChannelStore* store = nullptr);
 
     std::span<const OptionSpec> options() const override;
     // What open() would refuse (400, 401), subscribing nothing: a HEAD gets the answer a GET would.
@@ -68,7 +70,8 @@ private:
 
     EventLoop& loop_;
     HubSettings settings_;
-    MemoryStore store_;
+    MemoryStore own_store_;
+    ChannelStore* store_ = &own_store_;
     Channel* channel_ = nullptr;
     hub::UpdateIds ids_;
 };
