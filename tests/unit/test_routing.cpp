@@ -357,7 +357,7 @@ TEST_CASE("routing: a publish answered later waits for its outcome: 200, a refus
     r.origin = "https://app.example";
     const std::string cors = "Vary: Origin\r\nAccess-Control-Allow-Origin: https://app.example\r\n"
                              "Access-Control-Allow-Credentials: true\r\n"
-                             "Access-Control-Expose-Headers: Last-Event-ID, Mercure-Last-Event-ID\r\n";
+                             "Access-Control-Expose-Headers: Last-Event-ID, Mercure-Last-Event-ID, Link\r\n";
 
     auto peer = f.start(r, "later");
     REQUIRE(f.publishing->later);
