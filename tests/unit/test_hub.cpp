@@ -280,3 +280,42 @@ TEST_CASE("hub: its locations take cross-origin requests as cors_origins says") 
     h.hub.configure(s);
     CHECK(h.hub.cors()->origins() == std::vector<std::string>{"https://app.test"});
 }
+
+TEST_CASE("hub: jwt_audience and jwt_issuer, when set, are required of both sides' tokens") {
+    Hub h;
+    constexpr std::string_view aud = "https://hub.test/.well-known/mercure";
+    constexpr std::string_view iss = "https://app.test";
+    auto pub = [](std::string_view claims) {
+        return token(R"({"mercure":{"publish":["*"]})" + std::string(claims) + "}", pub_key);
+    };
+    auto sub = [](std::string_view claims) {
+        return token(R"({"mercure":{"subscribe":[]})" + std::string(claims) + "}", sub_key);
+    };
+    auto publish_status = [&](std::string bearer) { return status_of([&] { h.publish("topic=urn:x", bearer); }); };
+    const std::string theirs = R"(,"aud":"https://other.test/.well-known/mercure","iss":"https://other.test")";
+    const std::string ours = R"(,"aud":")" + std::string(aud) + R"(","iss":")" + std::string(iss) + R"(")";
+    const std::string ours_in_array = R"(,"aud":["https://other.test",")" + std::string(aud) + R"("],"iss":")" +
+                                      std::string(iss) + R"(")";
+
+    // Not set (the default): whatever the token says of them is not looked at.
+    CHECK(publish_status(pub(theirs)) == 0);
+    CHECK(h.subscribe_status("topic=*", sub(theirs)) == 0);
+
+    fastsse::HubSettings s;
+    fastsse::hub_settings().set_defaults(s);
+    s.publisher_key = pub_key;
+    s.subscriber_key = sub_key;
+    fastsse::hub_settings().set(s, "jwt_audience", std::string(aud));
+    fastsse::hub_settings().set(s, "jwt_issuer", std::string(iss));
+    h.hub.configure(s);
+    for (const auto& claims : {std::string(), theirs, std::string(R"(,"aud":")") + std::string(aud) + "\"",
+                               std::string(R"(,"iss":")") + std::string(iss) + "\""}) {
+        CAPTURE(claims);
+        CHECK(publish_status(pub(claims)) == 401);
+        CHECK(h.subscribe_status("topic=*", sub(claims)) == 401);
+    }
+    CHECK(publish_status(pub(ours)) == 0);
+    CHECK(publish_status(pub(ours_in_array)) == 0);
+    CHECK(h.subscribe_status("topic=*", sub(ours)) == 0);
+    CHECK(h.subscribe_status("topic=*", sub(ours_in_array)) == 0);
+}
