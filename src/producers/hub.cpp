@@ -233,14 +233,16 @@ std::unique_ptr<HubProducer::Subscriber> HubProducer::prepare(const StreamStart&
                      ? hub::find_token(present(start.request->authorization), present(start.request->cookie),
                                        start.query)
                      : hub::find_token(std::nullopt, std::nullopt, start.query);
-    if (!found.malformed.empty()) throw RequestError(400, std::string(found.malformed));
+    // The refusals over the token carry RFC 6750's challenge, as draft 08 asks.
+    if (!found.malformed.empty()) throw RequestError::bearer(BearerError::invalid_request, std::string(found.malformed));
     if (found.source == hub::TokenSource::none) {
-        if (!location.anonymous) throw RequestError(401, "A subscriber token is required.");
+        if (!location.anonymous) throw RequestError::bearer(BearerError::none, "A subscriber token is required.");
         return sub;
     }
     auto verdict = hub::verify_token(found.token, verify_options(settings_, settings_.subscriber_key),
                                      std::chrono::system_clock::now());
-    if (!verdict) throw RequestError(401, fmt::format("Invalid subscriber token: {}.", verdict.refusal));
+    if (!verdict)
+        throw RequestError::bearer(BearerError::invalid_token, fmt::format("Invalid subscriber token: {}.", verdict.refusal));
     sub->may_read = compile_grant(verdict.grants->subscribe, hub_url);
     sub->expires = verdict.grants->expires;
     return sub;
@@ -277,11 +279,15 @@ void HubProducer::publish(const Request& request, std::string_view body, Publish
     places.cookie_name.clear();
     places.query = false;
     auto found = hub::find_token(present(request.authorization), std::nullopt, {}, places);
-    if (found.source == hub::TokenSource::none || !found.malformed.empty())
-        throw RequestError(401, "A publisher token is required, as Authorization: Bearer followed by the JWT.");
+    if (!found.malformed.empty())
+        throw RequestError::bearer(BearerError::invalid_request, std::string(found.malformed));
+    if (found.source == hub::TokenSource::none)
+        throw RequestError::bearer(BearerError::none,
+                                   "A publisher token is required, as Authorization: Bearer followed by the JWT.");
     auto verdict = hub::verify_token(found.token, verify_options(settings_, settings_.publisher_key),
                                      std::chrono::system_clock::now());
-    if (!verdict) throw RequestError(401, fmt::format("Invalid publisher token: {}.", verdict.refusal));
+    if (!verdict)
+        throw RequestError::bearer(BearerError::invalid_token, fmt::format("Invalid publisher token: {}.", verdict.refusal));
 
     // What: the form's fields; the first of a repeated one counts (as Go's PostForm.Get), but every topic.
     if (!is_form(request.content_type))
@@ -320,7 +326,8 @@ void HubProducer::publish(const Request& request, std::string_view body, Publish
     auto allowed = compile_grant(verdict.grants->publish, hub_url_of(&request));
     for (const auto& topic : topics)
         if (!any_matches(allowed, std::span(&topic, 1)))
-            throw RequestError(403, "The token may not publish to every topic of this update.");
+            throw RequestError::bearer(BearerError::insufficient_scope,
+                                       "The token may not publish to every topic of this update.");
 
     // The id: the publisher's, else one the store gives (Redis: its stream entry's), else ours.
     if (id && id->empty()) id.reset();

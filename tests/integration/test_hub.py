@@ -388,6 +388,50 @@ def test_a_publication_up_to_max_body_is_taken_and_one_over_is_413(hub, client, 
 
 
 # ----------------------------------------------------------------------------------------------
+# How a refusal over the token is told (RFC 6750 section 3, Mercure draft 08 "Error Responses")
+
+BARE_CHALLENGE = 'Bearer realm="fastsse"'
+
+
+def challenge(error: str) -> str:
+    return f'{BARE_CHALLENGE}, error="{error}"'
+
+
+def test_refusals_over_the_token_carry_the_bearer_challenge(hub, topic):
+    q = f"{HUB}?{topics_query(topic)}"
+    bad = subscriber_token(key="not the subscriber key")
+    cases = [
+        # No token: the challenge without an error code.
+        (get(hub.port, q, ES), 401, BARE_CHALLENGE),
+        (get(hub.port, q, ES, method="HEAD"), 401, BARE_CHALLENGE),
+        (publish(hub, [("topic", topic)]), 401, BARE_CHALLENGE),
+        # A token, refused.
+        (get(hub.port, q, {**ES, "Authorization": f"Bearer {bad}"}), 401, challenge("invalid_token")),
+        (get(hub.port, q, {**ES, "Cookie": f"mercureAuthorization={bad}"}), 401, challenge("invalid_token")),
+        (get(hub.port, f"{hub.anonymous}?{topics_query(topic)}", {**ES, "Authorization": f"Bearer {bad}"}), 401,
+         challenge("invalid_token")),
+        (publish(hub, [("topic", topic)], publisher_token(key="not the publisher key")), 401,
+         challenge("invalid_token")),
+        # A token presented other than as "Bearer <token>".
+        (get(hub.port, q, {**ES, "Authorization": "Basic dXNlcjpwYXNz"}), 400, challenge("invalid_request")),
+        (publish(hub, [("topic", topic)], headers={"Authorization": "Bearer a b"}), 400,
+         challenge("invalid_request")),
+        # A valid token that does not cover the topic.
+        (publish(hub, [("topic", topic)], publisher_token([f"{topic}/other"])), 403, challenge("insufficient_scope")),
+    ]
+    for r, status, expected in cases:
+        assert r.status == status, r.describe()
+        if r.method != "HEAD":
+            assert_plain_error(r, status)
+        assert r.header("WWW-Authenticate") == expected, r.describe()
+    # Refusals that are not about the token have none.
+    for r in (publish(hub, [("data", "no topic")], publisher_token()),
+              get(hub.port, HUB, {**ES, "Authorization": f"Bearer {subscriber_token()}"})):
+        assert_plain_error(r, 400)
+        assert r.header("WWW-Authenticate") is None, r.describe()
+
+
+# ----------------------------------------------------------------------------------------------
 # Cross-origin requests (cors_origins): a page of APP_ORIGIN subscribes with its cookie, publishes
 
 

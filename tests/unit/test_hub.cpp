@@ -319,3 +319,47 @@ TEST_CASE("hub: jwt_audience and jwt_issuer, when set, are required of both side
     CHECK(h.subscribe_status("topic=*", sub(ours)) == 0);
     CHECK(h.subscribe_status("topic=*", sub(ours_in_array)) == 0);
 }
+
+TEST_CASE("hub: refusals over the token carry RFC 6750's challenge, with draft 08's error codes") {
+    using fastsse::BearerError;
+    Hub h;
+    // The challenge a call's refusal carries: nullopt for none, or for no refusal.
+    auto challenge = [](auto fn) -> std::optional<std::pair<int, std::optional<BearerError>>> {
+        try {
+            fn();
+        } catch (const RequestError& e) {
+            return std::pair{e.status, e.bearer_challenge};
+        }
+        return std::nullopt;
+    };
+    using Expected = std::optional<std::pair<int, std::optional<BearerError>>>;
+    auto publish = [&](std::optional<std::string> authorization, std::string body = "topic=urn:a") {
+        auto r = post(std::nullopt);
+        r.authorization = std::move(authorization);
+        return challenge([&] { fastsse_test::publish_now(h.hub, r, body); });
+    };
+    CHECK(publish(std::nullopt) == Expected{{401, BearerError::none}});
+    CHECK(publish("Basic dXNlcjpwYXNz") == Expected{{400, BearerError::invalid_request}});
+    CHECK(publish("Bearer") == Expected{{400, BearerError::invalid_request}});
+    CHECK(publish("Bearer " + token(R"({"mercure":{"publish":["*"]}})", "another key")) ==
+          Expected{{401, BearerError::invalid_token}});
+    CHECK(publish("Bearer " + publisher(R"(["urn:b"])")) == Expected{{403, BearerError::insufficient_scope}});
+    CHECK(publish("Bearer " + publisher(), "data=no-topic") == Expected{{400, std::nullopt}});  // not the token's
+    CHECK(publish("Bearer " + publisher()) == std::nullopt);
+
+    auto subscribe = [&](std::optional<std::string> authorization, std::string query = "topic=*") {
+        return challenge([&] {
+            Hub::Sub s;
+            s.request.method = "GET";
+            s.request.query = query;
+            s.request.authorization = std::move(authorization);
+            fastsse::StreamStart start{{}, s.request.query, h.params, 3000ms, &s.request};
+            h.hub.check(start);
+        });
+    };
+    CHECK(subscribe(std::nullopt) == Expected{{401, BearerError::none}});
+    CHECK(subscribe("Basic dXNlcjpwYXNz") == Expected{{400, BearerError::invalid_request}});
+    CHECK(subscribe("Bearer " + subscriber("[]", R"(,"exp":1000)")) == Expected{{401, BearerError::invalid_token}});
+    CHECK(subscribe("Bearer " + subscriber("[]"), "") == Expected{{400, std::nullopt}});  // no topic: not the token's
+    CHECK(subscribe("Bearer " + subscriber("[]")) == std::nullopt);
+}
