@@ -39,10 +39,30 @@ void send_response(Connection& c, int status, std::string_view extra_headers, st
     c.fd.reset();
 }
 
+std::string_view bearer_error_code(BearerError error) {
+    switch (error) {
+    case BearerError::none: return {};
+    case BearerError::invalid_request: return "invalid_request";
+    case BearerError::invalid_token: return "invalid_token";
+    case BearerError::insufficient_scope: return "insufficient_scope";
+    }
+    return {};
+}
+
+std::string www_authenticate(BearerError error) {
+    // RFC 6750 §3: "Bearer" followed by at least one auth-param, realm then error; no error code
+    // when no token was presented. The reason stays in the body, for people, not in
+    // error_description: draft 08 would not tell a client why its token failed.
+    std::string out = R"(WWW-Authenticate: Bearer realm="fastsse")";
+    if (auto code = bearer_error_code(error); !code.empty()) out += fmt::format(R"(, error="{}")", code);
+    return out + "\r\n";
+}
+
 void send_error(Connection& c, const RequestError& error) {
     std::string headers;
     if (error.retry_after) headers += fmt::format("Retry-After: {}\r\n", error.retry_after->count());
     if (!error.allow.empty()) headers += fmt::format("Allow: {}\r\n", error.allow);
+    if (error.bearer_challenge) headers += www_authenticate(*error.bearer_challenge);
     headers += error.location_headers;
     send_response(c, error.status, headers, std::string(error.what()) + "\n");
 }

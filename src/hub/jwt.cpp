@@ -328,10 +328,10 @@ FoundToken find_token(std::optional<std::string_view> authorization_header,
         auto value = trim_ows(*authorization_header);
         constexpr std::string_view scheme = "Bearer ";
         if (value.size() <= scheme.size() || !iequals(value.substr(0, scheme.size()), scheme))
-            return {TokenSource::header, {}, "Authorization is not \"Bearer <token>\""};
+            return {TokenSource::header, {}, "Authorization is not \"Bearer\" followed by one token"};
         auto token = trim_ows(value.substr(scheme.size()));
         if (token.empty() || token.find_first_of(" \t,") != std::string_view::npos)
-            return {TokenSource::header, {}, "Authorization is not \"Bearer <token>\""};
+            return {TokenSource::header, {}, "Authorization is not \"Bearer\" followed by one token"};
         return {TokenSource::header, std::string(token), {}};
     }
     // An empty parameter or cookie counts as none: what a client sends to forget its token.

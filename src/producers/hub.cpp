@@ -143,6 +143,15 @@ PayloadChoice choose_payloads(const SelectorSet& selectors, const std::vector<hu
     return out;
 }
 
+// What a token is checked with besides its key: the `aud` and `iss` the settings name, if any.
+hub::VerifyOptions verify_options(const HubSettings& s, const std::string& key) {
+    hub::VerifyOptions o;
+    o.key = key;
+    if (!s.jwt_audience.empty()) o.audience = s.jwt_audience;
+    if (!s.jwt_issuer.empty()) o.issuer = s.jwt_issuer;
+    return o;
+}
+
 // Under mod_fcgid a subscriber holds a process of its own, and a publication goes to another: it
 // would be answered 200 and reach no one. Better said at once, to both.
 RequestError one_process_per_request() {
@@ -162,6 +171,14 @@ const SettingTable<HubSettings>& hub_settings() {
         from_env(text("subscriber_jwt_key", &S::subscriber_key, "",
                       "the Mercure hub's HS256 key for subscribers' tokens (empty: anonymous subscribers only)"),
                  "MERCURE_SUBSCRIBER_JWT_KEY"),
+        // Mercure's hub derives its audience from each request unless `resource_identifier` pins
+        // one (no variable of its own); its issuer is MERCURE_TRUSTED_ISSUERS, one identifier.
+        text("jwt_audience", &S::jwt_audience, "",
+             "the `aud` every hub token must hold, e.g. https://example.com/.well-known/mercure "
+             "(empty: not checked)"),
+        from_env(text("jwt_issuer", &S::jwt_issuer, "",
+                      "the `iss` every hub token must carry, e.g. https://example.com (empty: not checked)"),
+                 "MERCURE_TRUSTED_ISSUERS"),
         integer("hub_history", &S::history, "1000", 0, 10'000'000, {},
                 "updates the Mercure hub keeps for subscribers that resume (Last-Event-ID)"),
         integer("hub_history_bytes", &S::history_bytes, "8388608", 0, 1LL << 34, "bytes",
@@ -285,16 +302,17 @@ std::unique_ptr<HubProducer::Subscriber> HubProducer::prepare(const StreamStart&
                      ? hub::find_token(present(start.request->authorization), present(start.request->cookie),
                                        start.query)
                      : hub::find_token(std::nullopt, std::nullopt, start.query);
-    if (!found.malformed.empty()) throw RequestError(400, std::string(found.malformed));
+    // The refusals over the token carry RFC 6750's challenge, as draft 08 asks.
+    if (!found.malformed.empty()) throw RequestError::bearer(BearerError::invalid_request, std::string(found.malformed));
     if (found.source == hub::TokenSource::none) {
-        if (!location.anonymous) throw RequestError(401, "A subscriber token is required.");
+        if (!location.anonymous) throw RequestError::bearer(BearerError::none, "A subscriber token is required.");
         if (settings_.subscriptions) sub->presence = std::make_unique<Presence>();
         return sub;
     }
-    hub::VerifyOptions verify;
-    verify.key = settings_.subscriber_key;
-    auto verdict = hub::verify_token(found.token, verify, std::chrono::system_clock::now());
-    if (!verdict) throw RequestError(401, fmt::format("Invalid subscriber token: {}.", verdict.refusal));
+    auto verdict = hub::verify_token(found.token, verify_options(settings_, settings_.subscriber_key),
+                                     std::chrono::system_clock::now());
+    if (!verdict)
+        throw RequestError::bearer(BearerError::invalid_token, fmt::format("Invalid subscriber token: {}.", verdict.refusal));
     sub->may_read = compile_grant(verdict.grants->subscribe, hub_url);
     sub->expires = verdict.grants->expires;
     if (settings_.subscriptions) {
@@ -345,12 +363,15 @@ void HubProducer::publish(const Request& request, std::string_view body, Publish
     places.cookie_name.clear();
     places.query = false;
     auto found = hub::find_token(present(request.authorization), std::nullopt, {}, places);
-    if (found.source == hub::TokenSource::none || !found.malformed.empty())
-        throw RequestError(401, "A publisher token is required, as Authorization: Bearer followed by the JWT.");
-    hub::VerifyOptions verify;
-    verify.key = settings_.publisher_key;
-    auto verdict = hub::verify_token(found.token, verify, std::chrono::system_clock::now());
-    if (!verdict) throw RequestError(401, fmt::format("Invalid publisher token: {}.", verdict.refusal));
+    if (!found.malformed.empty())
+        throw RequestError::bearer(BearerError::invalid_request, std::string(found.malformed));
+    if (found.source == hub::TokenSource::none)
+        throw RequestError::bearer(BearerError::none,
+                                   "A publisher token is required, as Authorization: Bearer followed by the JWT.");
+    auto verdict = hub::verify_token(found.token, verify_options(settings_, settings_.publisher_key),
+                                     std::chrono::system_clock::now());
+    if (!verdict)
+        throw RequestError::bearer(BearerError::invalid_token, fmt::format("Invalid publisher token: {}.", verdict.refusal));
 
     // What: the form's fields; the first of a repeated one counts (as Go's PostForm.Get), but every topic.
     if (!is_form(request.content_type))
@@ -389,7 +410,8 @@ void HubProducer::publish(const Request& request, std::string_view body, Publish
     auto allowed = compile_grant(verdict.grants->publish, hub_url_of(&request));
     for (const auto& topic : topics)
         if (!any_matches(allowed, std::span(&topic, 1)))
-            throw RequestError(403, "The token may not publish to every topic of this update.");
+            throw RequestError::bearer(BearerError::insufficient_scope,
+                                       "The token may not publish to every topic of this update.");
 
     // The id: the publisher's, else one the store gives (Redis: its stream entry's), else ours.
     if (id && id->empty()) id.reset();

@@ -5,7 +5,8 @@ subscribe and POST to publish, with the keys from the environment as Mercure's o
 process of its own, the hub cannot work: test_fcgid_hub_says_why_it_cannot_work checks that it says
 so (503) instead of answering a publication that reaches no one. Cross-origin requests (CORS) with
 the subscriber's cookie too. Publish and receive, topic matching, private updates, who may publish and subscribe
-(401, 403), what is refused (400, 413) with nothing published, resume after Last-Event-ID with the
+(401, 403, with RFC 6750's Bearer challenge), `aud` and `iss` once jwt_audience and jwt_issuer are set,
+what is refused (400, 413) with nothing published, resume after Last-Event-ID with the
 response headers, `earliest`, anonymous subscribers, and a token that expires mid-stream.
 
 Tokens are made here with the standard library (hmac, hashlib, base64, json): HS256 as the spec
@@ -45,8 +46,8 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def jwt(claims: dict, key: str, alg: str = "HS256") -> str:
-    header = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+def jwt(claims: dict, key: str, alg: str = "HS256", typ: str = "JWT") -> str:
+    header = b64url(json.dumps({"alg": alg, "typ": typ}).encode())
     payload = b64url(json.dumps(claims).encode())
     signing_input = f"{header}.{payload}"
     if alg == "none":
@@ -385,6 +386,109 @@ def test_a_publication_up_to_max_body_is_taken_and_one_over_is_413(hub, client, 
     after = published(hub, [("topic", topic), ("data", "after")])
     assert hub.ids.fullmatch(after)
     assert (s.wait_events(2)[1].id, s.wait_events(2)[1].data) == (after, "after")
+
+
+# ----------------------------------------------------------------------------------------------
+# How a refusal over the token is told (RFC 6750 section 3, Mercure draft 08 "Error Responses"), and
+# the token's aud and iss (jwt_audience, jwt_issuer)
+
+BARE_CHALLENGE = 'Bearer realm="fastsse"'
+
+
+def challenge(error: str) -> str:
+    return f'{BARE_CHALLENGE}, error="{error}"'
+
+
+def test_refusals_over_the_token_carry_the_bearer_challenge(hub, topic):
+    q = f"{HUB}?{topics_query(topic)}"
+    bad = subscriber_token(key="not the subscriber key")
+    cases = [
+        # No token: the challenge without an error code.
+        (get(hub.port, q, ES), 401, BARE_CHALLENGE),
+        (get(hub.port, q, ES, method="HEAD"), 401, BARE_CHALLENGE),
+        (publish(hub, [("topic", topic)]), 401, BARE_CHALLENGE),
+        # A token, refused.
+        (get(hub.port, q, {**ES, "Authorization": f"Bearer {bad}"}), 401, challenge("invalid_token")),
+        (get(hub.port, q, {**ES, "Cookie": f"mercureAuthorization={bad}"}), 401, challenge("invalid_token")),
+        (get(hub.port, f"{hub.anonymous}?{topics_query(topic)}", {**ES, "Authorization": f"Bearer {bad}"}), 401,
+         challenge("invalid_token")),
+        (publish(hub, [("topic", topic)], publisher_token(key="not the publisher key")), 401,
+         challenge("invalid_token")),
+        # A token presented other than as "Bearer <token>".
+        (get(hub.port, q, {**ES, "Authorization": "Basic dXNlcjpwYXNz"}), 400, challenge("invalid_request")),
+        (publish(hub, [("topic", topic)], headers={"Authorization": "Bearer a b"}), 400,
+         challenge("invalid_request")),
+        # A valid token that does not cover the topic.
+        (publish(hub, [("topic", topic)], publisher_token([f"{topic}/other"])), 403, challenge("insufficient_scope")),
+    ]
+    for r, status, expected in cases:
+        assert r.status == status, r.describe()
+        if r.method != "HEAD":
+            assert_plain_error(r, status)
+        assert r.header("WWW-Authenticate") == expected, r.describe()
+    # Refusals that are not about the token have none.
+    for r in (publish(hub, [("data", "no topic")], publisher_token()),
+              get(hub.port, HUB, {**ES, "Authorization": f"Bearer {subscriber_token()}"})):
+        assert_plain_error(r, 400)
+        assert r.header("WWW-Authenticate") is None, r.describe()
+
+
+AUDIENCE = "https://hub.example.test/.well-known/mercure"
+ISSUER = "https://app.example.test"
+
+
+def access_token(actions: list[str], topics: list[str], key: str, **claims) -> str:
+    """A draft 08 access token (typ at+jwt) granting `actions` on exact `topics`."""
+    detail = {"type": "https://mercure.rocks/authorization-detail", "actions": actions,
+              "topics": [{"match": t} for t in topics]}
+    return jwt({"exp": int(time.time()) + 600, "authorization_details": [detail], **claims}, key, typ="at+jwt")
+
+
+def test_aud_and_iss_are_required_once_set(make_stack, client, topic):
+    """A hub with jwt_audience (a flag) and jwt_issuer (MERCURE_TRUSTED_ISSUERS, as Mercure's): a
+    token must hold both, publisher's and subscriber's alike; draft 08's access tokens do."""
+    saved = os.environ.get("MERCURE_TRUSTED_ISSUERS")
+    os.environ["MERCURE_TRUSTED_ISSUERS"] = ISSUER
+    try:
+        stack = make_stack(["--publisher-jwt-key", PUBLISHER_KEY, "--subscriber-jwt-key", SUBSCRIBER_KEY,
+                            "--jwt-audience", AUDIENCE])
+    finally:
+        if saved is None:
+            os.environ.pop("MERCURE_TRUSTED_ISSUERS")
+        else:
+            os.environ["MERCURE_TRUSTED_ISSUERS"] = saved
+    secret = f"{topic}/secret"
+    ours = {"aud": AUDIENCE, "iss": ISSUER}
+    s = client(stack, f"{HUB}?{topics_query(secret, name='match')}",
+               {**ES, "Authorization": f"Bearer {access_token(['subscribe'], [secret], SUBSCRIBER_KEY, **ours)}"})
+    s.wait_comments(1)
+    assert s.status == 200, s.describe()
+
+    refused = [
+        publisher_token(),  # 0.x: neither claim
+        access_token(["publish"], [secret], PUBLISHER_KEY),
+        access_token(["publish"], [secret], PUBLISHER_KEY, aud=AUDIENCE),
+        access_token(["publish"], [secret], PUBLISHER_KEY, iss=ISSUER),
+        access_token(["publish"], [secret], PUBLISHER_KEY, aud="https://other.example.test/.well-known/mercure",
+                     iss=ISSUER),
+        access_token(["publish"], [secret], PUBLISHER_KEY, aud=AUDIENCE, iss="https://other.example.test"),
+    ]
+    for token in refused:
+        r = get(stack.port, HUB, {**FORM, "Authorization": f"Bearer {token}"}, method="POST",
+                body=urlencode([("topic", secret), ("data", "no")]).encode())
+        assert_plain_error(r, 401)
+        assert r.header("WWW-Authenticate") == challenge("invalid_token"), r.describe()
+        r = get(stack.port, f"{HUB}?{topics_query(secret)}", {**ES, "Authorization": f"Bearer {token}"})
+        assert_plain_error(r, 401)
+
+    # `aud` as an array holding ours is enough.
+    token = access_token(["publish"], [secret], PUBLISHER_KEY, aud=["https://other.example.test", AUDIENCE],
+                         iss=ISSUER)
+    r = get(stack.port, HUB, {**FORM, "Authorization": f"Bearer {token}"}, method="POST",
+            body=urlencode([("topic", secret), ("data", "yes"), ("private", "on")]).encode())
+    assert r.status == 200, r.describe()
+    [event] = s.wait_events(1)
+    assert (event.id, event.data) == (r.text, "yes")
 
 
 # ----------------------------------------------------------------------------------------------

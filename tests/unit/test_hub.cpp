@@ -280,3 +280,86 @@ TEST_CASE("hub: its locations take cross-origin requests as cors_origins says") 
     h.hub.configure(s);
     CHECK(h.hub.cors()->origins() == std::vector<std::string>{"https://app.test"});
 }
+
+TEST_CASE("hub: jwt_audience and jwt_issuer, when set, are required of both sides' tokens") {
+    Hub h;
+    constexpr std::string_view aud = "https://hub.test/.well-known/mercure";
+    constexpr std::string_view iss = "https://app.test";
+    auto pub = [](std::string_view claims) {
+        return token(R"({"mercure":{"publish":["*"]})" + std::string(claims) + "}", pub_key);
+    };
+    auto sub = [](std::string_view claims) {
+        return token(R"({"mercure":{"subscribe":[]})" + std::string(claims) + "}", sub_key);
+    };
+    auto publish_status = [&](std::string bearer) { return status_of([&] { h.publish("topic=urn:x", bearer); }); };
+    const std::string theirs = R"(,"aud":"https://other.test/.well-known/mercure","iss":"https://other.test")";
+    const std::string ours = R"(,"aud":")" + std::string(aud) + R"(","iss":")" + std::string(iss) + R"(")";
+    const std::string ours_in_array = R"(,"aud":["https://other.test",")" + std::string(aud) + R"("],"iss":")" +
+                                      std::string(iss) + R"(")";
+
+    // Not set (the default): whatever the token says of them is not looked at.
+    CHECK(publish_status(pub(theirs)) == 0);
+    CHECK(h.subscribe_status("topic=*", sub(theirs)) == 0);
+
+    fastsse::HubSettings s;
+    fastsse::hub_settings().set_defaults(s);
+    s.publisher_key = pub_key;
+    s.subscriber_key = sub_key;
+    fastsse::hub_settings().set(s, "jwt_audience", std::string(aud));
+    fastsse::hub_settings().set(s, "jwt_issuer", std::string(iss));
+    h.hub.configure(s);
+    for (const auto& claims : {std::string(), theirs, std::string(R"(,"aud":")") + std::string(aud) + "\"",
+                               std::string(R"(,"iss":")") + std::string(iss) + "\""}) {
+        CAPTURE(claims);
+        CHECK(publish_status(pub(claims)) == 401);
+        CHECK(h.subscribe_status("topic=*", sub(claims)) == 401);
+    }
+    CHECK(publish_status(pub(ours)) == 0);
+    CHECK(publish_status(pub(ours_in_array)) == 0);
+    CHECK(h.subscribe_status("topic=*", sub(ours)) == 0);
+    CHECK(h.subscribe_status("topic=*", sub(ours_in_array)) == 0);
+}
+
+TEST_CASE("hub: refusals over the token carry RFC 6750's challenge, with draft 08's error codes") {
+    using fastsse::BearerError;
+    Hub h;
+    // The challenge a call's refusal carries: nullopt for none, or for no refusal.
+    auto challenge = [](auto fn) -> std::optional<std::pair<int, std::optional<BearerError>>> {
+        try {
+            fn();
+        } catch (const RequestError& e) {
+            return std::pair{e.status, e.bearer_challenge};
+        }
+        return std::nullopt;
+    };
+    using Expected = std::optional<std::pair<int, std::optional<BearerError>>>;
+    auto publish = [&](std::optional<std::string> authorization, std::string body = "topic=urn:a") {
+        auto r = post(std::nullopt);
+        r.authorization = std::move(authorization);
+        return challenge([&] { fastsse_test::publish_now(h.hub, r, body); });
+    };
+    CHECK(publish(std::nullopt) == Expected{{401, BearerError::none}});
+    CHECK(publish("Basic dXNlcjpwYXNz") == Expected{{400, BearerError::invalid_request}});
+    CHECK(publish("Bearer") == Expected{{400, BearerError::invalid_request}});
+    CHECK(publish("Bearer " + token(R"({"mercure":{"publish":["*"]}})", "another key")) ==
+          Expected{{401, BearerError::invalid_token}});
+    CHECK(publish("Bearer " + publisher(R"(["urn:b"])")) == Expected{{403, BearerError::insufficient_scope}});
+    CHECK(publish("Bearer " + publisher(), "data=no-topic") == Expected{{400, std::nullopt}});  // not the token's
+    CHECK(publish("Bearer " + publisher()) == std::nullopt);
+
+    auto subscribe = [&](std::optional<std::string> authorization, std::string query = "topic=*") {
+        return challenge([&] {
+            Hub::Sub s;
+            s.request.method = "GET";
+            s.request.query = query;
+            s.request.authorization = std::move(authorization);
+            fastsse::StreamStart start{{}, s.request.query, h.params, 3000ms, &s.request};
+            h.hub.check(start);
+        });
+    };
+    CHECK(subscribe(std::nullopt) == Expected{{401, BearerError::none}});
+    CHECK(subscribe("Basic dXNlcjpwYXNz") == Expected{{400, BearerError::invalid_request}});
+    CHECK(subscribe("Bearer " + subscriber("[]", R"(,"exp":1000)")) == Expected{{401, BearerError::invalid_token}});
+    CHECK(subscribe("Bearer " + subscriber("[]"), "") == Expected{{400, std::nullopt}});  // no topic: not the token's
+    CHECK(subscribe("Bearer " + subscriber("[]")) == std::nullopt);
+}

@@ -353,6 +353,35 @@ TEST_CASE("aud and iss are checked only when configured") {
     CHECK(verify(hs256(R"({"iss":"https://example.com"})"), o));
 }
 
+TEST_CASE("aud and iss on both drafts' tokens, as a hub configured with both checks them") {
+    auto o = options();
+    o.audience = "https://localhost/.well-known/mercure";
+    o.issuer = "https://localhost";
+    // Draft 08's shape (its conformance suite's token): an access token granting through
+    // authorization_details, `aud` a string.
+    auto v = verify(at_jwt(R"({"aud":"https://localhost/.well-known/mercure","iss":"https://localhost",)"
+                           R"("authorization_details":[{"type":"https://mercure.rocks/authorization-detail",)"
+                           R"("actions":["publish","subscribe"],"topics":[{"match":"*"}]}],"exp":4102444800})"),
+                    o);
+    REQUIRE(v);
+    CHECK(v.grants->profile == TokenProfile::v1);
+    CHECK(v.grants->publish == std::vector<TopicMatcher>{exact("*")});
+    // A 0.x token carries neither, usually: once a hub checks them it refuses such tokens.
+    CHECK(refusal(hs256(R"({"mercure":{"publish":["*"]}})"), o) == "audience mismatch");
+    CHECK(verify(hs256(R"({"mercure":{"publish":["*"]},"aud":["https://localhost/.well-known/mercure"],)"
+                       R"("iss":"https://localhost"})"),
+                 o));
+    // An array holding other things besides: the one string that matches is enough.
+    CHECK(verify(hs256(R"({"aud":[1,null,{"a":"b"},"https://localhost/.well-known/mercure"],"iss":"https://localhost"})"), o));
+    // Compared exactly: no case folding, no trailing slash, no prefix.
+    CHECK(refusal(hs256(R"({"aud":"https://LOCALHOST/.well-known/mercure","iss":"https://localhost"})"), o) ==
+          "audience mismatch");
+    CHECK(refusal(hs256(R"({"aud":"https://localhost/.well-known/mercure","iss":"https://localhost/"})"), o) ==
+          "issuer mismatch");
+    CHECK(refusal(hs256(R"({"aud":"https://localhost/.well-known/mercure","iss":null})"), o) == "issuer mismatch");
+    CHECK(refusal(hs256(R"({"aud":null,"iss":"https://localhost"})"), o) == "audience mismatch");
+}
+
 TEST_CASE("malformed tokens") {
     auto good = hs256(R"({"mercure":{"publish":["*"]}})");
     auto first = good.find('.'), second = good.rfind('.');

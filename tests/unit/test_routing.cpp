@@ -102,6 +102,27 @@ struct PublishingProducer final : fastsse::Producer, fastsse::Publisher {
     fastsse::PublishDone later;       // the completion of the last publish of "later"
 };
 
+// A producer that refuses over the request's token, as the hub does: no token, a bad one (GET and
+// HEAD alike), and a publication its token does not cover.
+struct GuardedProducer final : fastsse::Producer, fastsse::Publisher {
+    std::span<const fastsse::OptionSpec> options() const override { return {}; }
+    void check(const fastsse::StreamStart& start) const override {
+        using fastsse::BearerError;
+        auto auth = start.request ? start.request->authorization : std::nullopt;
+        if (!auth) throw fastsse::RequestError::bearer(BearerError::none, "A token is required.");
+        if (*auth == "Basic x") throw fastsse::RequestError::bearer(BearerError::invalid_request, "Not Bearer.");
+        if (*auth != "Bearer good") throw fastsse::RequestError::bearer(BearerError::invalid_token, "Bad token.");
+    }
+    std::unique_ptr<fastsse::Subscription> open(fastsse::Sink&, const fastsse::StreamStart& start) override {
+        check(start);
+        return std::make_unique<fastsse::Subscription>();
+    }
+    Publisher* publisher() override { return this; }
+    void publish(const Request&, std::string_view, fastsse::PublishDone) override {
+        throw fastsse::RequestError::bearer(fastsse::BearerError::insufficient_scope, "Not this topic.");
+    }
+};
+
 // Test-only endpoints: one that throws (a bug in a route), one that throws after its headers left,
 // one that answers with the request body.
 struct ThrowingRoute final : fastsse::Route {
@@ -143,6 +164,7 @@ struct Fixture {
         auto p = std::make_unique<PublishingProducer>();
         publishing = p.get();
         registry.add("publishing", std::move(p));
+        registry.add("guarded", std::make_unique<GuardedProducer>());
         settings.max_streams = max_streams;
         routes.add_producer_route(std::make_unique<fastsse::StreamRoute>(registry, settings));
         routes.add_endpoint("throws", std::make_unique<ThrowingRoute>());
@@ -382,6 +404,42 @@ TEST_CASE("routing: a publish answered later waits for its outcome: 200, a refus
     CHECK(dropped.stdout_text.empty());
     CHECK_FALSE(dropped.end_request);
     CHECK(dropped.closed);
+}
+
+TEST_CASE("routing: a refusal over the token carries its Bearer challenge (RFC 6750), GET, HEAD and POST") {
+    Fixture f;
+    auto with = [](std::string method, std::optional<std::string> authorization) {
+        auto r = request(std::move(method), {{"producer", "guarded"}});
+        r.authorization = std::move(authorization);
+        return r;
+    };
+    const std::string bare = "WWW-Authenticate: Bearer realm=\"fastsse\"\r\n";
+    const std::string invalid_token = "WWW-Authenticate: Bearer realm=\"fastsse\", error=\"invalid_token\"\r\n";
+    // GET: refused by the producer's open(), once the stream took the connection (Stream::reject).
+    check_error(f.send(with("GET", std::nullopt)), "Status: 401 Unauthorized", "A token is required.", bare);
+    check_error(f.send(with("GET", "Bearer bad")), "Status: 401 Unauthorized", "Bad token.", invalid_token);
+    check_error(f.send(with("GET", "Basic x")), "Status: 400 Bad Request", "Not Bearer.",
+                "WWW-Authenticate: Bearer realm=\"fastsse\", error=\"invalid_request\"\r\n");
+    // HEAD: by its check(), before any stream (the router's answer).
+    auto head = f.send(with("HEAD", "Bearer bad"));
+    check_error(head, "Status: 401 Unauthorized", "Bad token.", invalid_token);
+    // POST: the publisher's refusal.
+    check_error(f.send(with("POST", "Bearer good"), "topic=a"), "Status: 403 Forbidden", "Not this topic.",
+                "WWW-Authenticate: Bearer realm=\"fastsse\", error=\"insufficient_scope\"\r\n");
+    // Any other error has none.
+    check_error(f.send(with("PUT", "Bearer good"), "x"), "Status: 405 Method Not Allowed",
+                "Method PUT is not allowed: an event stream is read with GET.", "Allow: GET, HEAD, POST\r\n");
+    CHECK(f.send(with("GET", "Bearer good")).stdout_text.starts_with("Status: 200 OK\r\n"));
+}
+
+TEST_CASE("bearer_status: each RFC 6750 error code's status") {
+    using fastsse::BearerError;
+    CHECK(fastsse::bearer_status(BearerError::none) == 401);
+    CHECK(fastsse::bearer_status(BearerError::invalid_request) == 400);
+    CHECK(fastsse::bearer_status(BearerError::invalid_token) == 401);
+    CHECK(fastsse::bearer_status(BearerError::insufficient_scope) == 403);
+    CHECK(fastsse::RequestError::bearer(BearerError::insufficient_scope, "x").status == 403);
+    CHECK(fastsse::www_authenticate(BearerError::none) == "WWW-Authenticate: Bearer realm=\"fastsse\"\r\n");
 }
 
 TEST_CASE("routing: a producer adds response headers while its stream opens, never a bad one") {

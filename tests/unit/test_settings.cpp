@@ -437,6 +437,31 @@ TEST_CASE("config: the hub's keys come from the file, then the environment, then
         CHECK(s->hub.history == 1000);
         CHECK(s->hub.history_bytes == 8 * 1024 * 1024);
         CHECK(s->hub.max_selectors == 100);
+        CHECK(s->hub.jwt_audience.empty());
+        CHECK(s->hub.jwt_issuer.empty());
+    }
+}
+
+TEST_CASE("config: the hub's jwt_audience and jwt_issuer; the issuer from MERCURE_TRUSTED_ISSUERS too") {
+    TempDir dir;
+    auto path = dir.write("fastsse.toml", "jwt_audience = \"https://hub.test/.well-known/mercure\"\n"
+                                          "jwt_issuer = \"https://file.test\"\n");
+    SUBCASE("the file") {
+        ScopedEnv iss("MERCURE_TRUSTED_ISSUERS", std::nullopt);
+        auto s = load({"--config", path});
+        REQUIRE(s);
+        CHECK(s->hub.jwt_audience == "https://hub.test/.well-known/mercure");
+        CHECK(s->hub.jwt_issuer == "https://file.test");
+    }
+    SUBCASE("the environment wins over the file, a flag over both") {
+        ScopedEnv iss("MERCURE_TRUSTED_ISSUERS", "https://env.test");
+        auto s = load({"--config", path});
+        REQUIRE(s);
+        CHECK(s->hub.jwt_issuer == "https://env.test");
+        s = load({"--config", path, "--jwt-issuer", "https://flag.test", "--jwt-audience", "urn:hub"});
+        REQUIRE(s);
+        CHECK(s->hub.jwt_issuer == "https://flag.test");
+        CHECK(s->hub.jwt_audience == "urn:hub");
     }
 }
 

@@ -41,6 +41,25 @@ std::string redact_uri(std::string_view uri);
 // Builds a Request from CGI-style "NAME=value" strings (libfcgi's envp).
 Request request_from_env(const char* const* envp);
 
+// RFC 6750 §3: why a request was refused over its access token, as the WWW-Authenticate: Bearer
+// challenge says it; each code has its status (Mercure draft 08, "Error Responses", the same).
+enum class BearerError {
+    none,                // 401 without an error code: no token was presented
+    invalid_request,     // 400: the token's presentation is malformed (not "Bearer <token>"...)
+    invalid_token,       // 401: a token was presented and refused (bad, expired, not for this hub)
+    insufficient_scope,  // 403: a valid token that does not allow the operation
+};
+
+constexpr int bearer_status(BearerError error) {
+    switch (error) {
+    case BearerError::invalid_request: return 400;
+    case BearerError::insufficient_scope: return 403;
+    case BearerError::none:
+    case BearerError::invalid_token: break;
+    }
+    return 401;
+}
+
 // An answer given instead of a stream: an HTTP status and a one-line text/plain reason. Typed, so
 // that whoever raises it writes no header text: one place (send_error) makes it HTTP.
 struct RequestError : std::runtime_error {
@@ -58,8 +77,17 @@ struct RequestError : std::runtime_error {
         return e;
     }
 
+    // A refusal over the request's access token: the status goes with the code, and the answer
+    // carries the Bearer challenge (WWW-Authenticate).
+    static RequestError bearer(BearerError error, std::string reason) {
+        RequestError e(bearer_status(error), std::move(reason));
+        e.bearer_challenge = error;
+        return e;
+    }
+
     int status;
     std::optional<std::chrono::seconds> retry_after;  // Retry-After
+    std::optional<BearerError> bearer_challenge;      // WWW-Authenticate: Bearer
     std::string allow;                                // Allow
     // Header lines (CGI, each ending in CRLF) that the location adds to every answer of its own,
     // refusals too (CORS: a page on another origin may then read why). Added by the route, which

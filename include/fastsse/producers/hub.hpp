@@ -9,10 +9,10 @@
 // This slice: 0.x publishing and subscribing, 1.0's subscriber side (match=, match_urlpattern=,
 // last_event_id=, Mercure-Last-Event-ID); relative URL patterns are taken against the URL the
 // request reached the hub at (REQUEST_SCHEME, Host, path), else default_hub_url; CORS (cors_origins,
-// http/cors.hpp), its preflight answered by the route. "Active Subscriptions" when hub_subscriptions
-// is on: a private update as each subscription comes and goes (with its token's `payload`), and the
-// subscription API (GET /.well-known/mercure/subscriptions...), both forms (hub/subscriptions.hpp).
-// Not yet: `aud`/`iss` settings.
+// http/cors.hpp), its preflight answered by the route; `aud` and `iss` checked when jwt_audience
+// and jwt_issuer are set. "Active Subscriptions" when hub_subscriptions is on: a private update as
+// each subscription comes and goes (with its token's `payload`), and the subscription API (GET
+// /.well-known/mercure/subscriptions...), both forms (hub/subscriptions.hpp).
 #include <chrono>
 #include <cstddef>
 #include <list>
@@ -36,6 +36,10 @@ namespace fastsse {
 struct HubSettings {
     std::string publisher_key;   // HS256 secret of publishers' tokens; empty: every publish is a 401
     std::string subscriber_key;  // HS256 secret of subscribers' tokens; empty: none is valid
+    // Both sides' tokens must hold this `aud` (a string, or one of an array) and carry this `iss`;
+    // empty: not checked. Draft 08 requires both; draft 07's tokens usually carry neither.
+    std::string jwt_audience;
+    std::string jwt_issuer;
     size_t history = 0;          // updates kept for subscribers that resume
     size_t history_bytes = 0;    // their encoded bytes and topics, at most
     size_t max_selectors = 0;    // topic selectors in one subscription
