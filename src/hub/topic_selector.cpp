@@ -740,4 +740,91 @@ bool SelectorSet::matches_any(const std::vector<std::string_view>& topics) const
     return false;
 }
 
+namespace {
+
+// Unicode 15's general category Cf.
+bool is_format_character(char32_t c) {
+    struct Range {
+        char32_t first, last;
+    };
+    static constexpr Range ranges[] = {
+        {0x00AD, 0x00AD},   {0x0600, 0x0605},   {0x061C, 0x061C},   {0x06DD, 0x06DD},   {0x070F, 0x070F},
+        {0x0890, 0x0891},   {0x08E2, 0x08E2},   {0x180E, 0x180E},   {0x200B, 0x200F},   {0x202A, 0x202E},
+        {0x2060, 0x2064},   {0x2066, 0x206F},   {0xFEFF, 0xFEFF},   {0xFFF9, 0xFFFB},   {0x110BD, 0x110BD},
+        {0x110CD, 0x110CD}, {0x13430, 0x1343F}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A}, {0xE0001, 0xE0001},
+        {0xE0020, 0xE007F},
+    };
+    for (const auto& r : ranges)
+        if (c >= r.first && c <= r.last) return true;
+    return false;
+}
+
+// A path as draft 08 compares it: %XX of unreserved characters decoded, dot segments removed
+// (RFC 3986, 5.2.4).
+std::string normalized_path(std::string_view path) {
+    std::string decoded;
+    for (size_t i = 0; i < path.size(); ++i) {
+        if (path[i] == '%' && i + 2 < path.size() && is_hex(path[i + 1]) && is_hex(path[i + 2])) {
+            auto hex = [](char h) { return h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10; };
+            auto value = static_cast<char>(hex(path[i + 1]) * 16 + hex(path[i + 2]));
+            if (is_alnum(value) || value == '-' || value == '.' || value == '_' || value == '~') {
+                decoded += value;
+                i += 2;
+                continue;
+            }
+        }
+        decoded += path[i];
+    }
+    std::vector<std::string_view> segments;
+    std::string_view rest = decoded;
+    bool absolute = rest.starts_with('/');
+    if (absolute) rest.remove_prefix(1);
+    bool trailing = false;
+    while (true) {
+        auto slash = rest.find('/');
+        auto segment = rest.substr(0, slash);
+        trailing = segment == "." || segment == "..";
+        if (segment == "..") {
+            if (!segments.empty()) segments.pop_back();
+        } else if (segment != ".") {
+            segments.push_back(segment);
+        }
+        if (slash == std::string_view::npos) break;
+        rest.remove_prefix(slash + 1);
+    }
+    std::string out = absolute ? "/" : "";
+    for (size_t i = 0; i < segments.size(); ++i) {
+        if (i) out += '/';
+        out += segments[i];
+    }
+    if (trailing && !out.ends_with('/')) out += '/';
+    return out;
+}
+
+}  // namespace
+
+std::optional<std::string_view> identifier_problem(std::string_view text) {
+    for (size_t i = 0; i < text.size();) {
+        char32_t c = 0;
+        auto len = decode_utf8(text, i, c);
+        if (len == 0) return "not valid UTF-8";
+        if (c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0x9F)) return "a control character";
+        if (is_format_character(c)) return "an invisible format character (Unicode Cf)";
+        i += len;
+    }
+    return std::nullopt;
+}
+
+bool in_hub_namespace(std::string_view topic, std::string_view hub_url) {
+    auto hub = parse_url(hub_url, nullptr);
+    if (!hub) return false;
+    auto url = parse_url(topic, &*hub);
+    if (!url) return false;
+    auto hub_path = normalized_path(hub->part[pathname]);
+    while (hub_path.size() > 1 && hub_path.ends_with('/')) hub_path.pop_back();
+    if (hub_path == "/") return false;  // a hub at the root would reserve every path: none is
+    auto path = normalized_path(url->part[pathname]);
+    return path == hub_path || path.starts_with(hub_path + "/");
+}
+
 }  // namespace fastsse

@@ -92,8 +92,6 @@ std::optional<std::string_view> present(const std::optional<std::string>& header
     return std::string_view(*header);
 }
 
-bool has_control(std::string_view s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != s.npos; }
-
 bool is_form(std::string_view content_type) {
     constexpr std::string_view form = "application/x-www-form-urlencoded";
     if (content_type.size() < form.size()) return false;
@@ -284,6 +282,8 @@ std::unique_ptr<HubProducer::Subscriber> HubProducer::prepare(const StreamStart&
         if (!syntax) continue;
         if (++selectors > settings_.max_selectors)
             throw RequestError(400, fmt::format("Too many topic selectors: at most {}.", settings_.max_selectors));
+        if (auto problem = identifier_problem(f.value))
+            throw RequestError(400, fmt::format("Invalid topic selector: {}.", *problem));
         try {
             sub->selectors.add(TopicSelector(f.value, *syntax, hub_url));
         } catch (const SelectorError& e) {
@@ -393,10 +393,25 @@ void HubProducer::publish(const Request& request, std::string_view body, Publish
         else if (f.name == "retry" && !retry) retry = std::move(f.value);
         else if (f.name == "private") is_private = true;
     }
+    // Draft 08 ("Publication"): each rule holds whatever the token says.
     if (topics.empty()) throw RequestError(400, "Missing \"topic\" field.");
-    if (id && (has_control(*id) || id->starts_with('#') || *id == earliest_id))
-        throw RequestError(400, "Invalid \"id\" field: no CR, LF or NUL, no leading '#', not \"earliest\".");
-    if (type && has_control(*type)) throw RequestError(400, "Invalid \"type\" field: no CR, LF or NUL.");
+    auto hub_url = hub_url_of(&request);
+    for (const auto& topic : topics) {
+        if (auto problem = identifier_problem(topic))
+            throw RequestError(400, fmt::format("Invalid \"topic\" field: {}.", *problem));
+        if (topic == "*") throw RequestError(400, "Invalid \"topic\" field: \"*\" is the wildcard, not a topic.");
+        // The hub's URL as requested, and the well-known one its subscription events are under.
+        if (in_hub_namespace(topic, hub_url) || in_hub_namespace(topic, "http://mercure.invalid/.well-known/mercure"))
+            throw RequestError(400, "Invalid \"topic\" field: the hub's own paths (/.well-known/mercure/...) are for "
+                                    "the updates the hub makes.");
+    }
+    if (id && (identifier_problem(*id) || id->starts_with('#') || *id == earliest_id))
+        throw RequestError(400, "Invalid \"id\" field: no control or format character, no leading '#', not "
+                                "\"earliest\".");
+    if (type && identifier_problem(*type))
+        throw RequestError(400, "Invalid \"type\" field: no control or format character.");
+    if (type && *type == "mercure")
+        throw RequestError(400, "Invalid \"type\" field: \"mercure\" is for the updates the hub makes.");
     std::optional<long long> retry_ms;
     if (retry) {
         long long value = -1;
@@ -407,7 +422,7 @@ void HubProducer::publish(const Request& request, std::string_view body, Publish
     }
 
     // May it: every topic, the alternates too, within the token's publish claim.
-    auto allowed = compile_grant(verdict.grants->publish, hub_url_of(&request));
+    auto allowed = compile_grant(verdict.grants->publish, hub_url);
     for (const auto& topic : topics)
         if (!any_matches(allowed, std::span(&topic, 1)))
             throw RequestError::bearer(BearerError::insufficient_scope,

@@ -39,5 +39,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                   text.find('{') != std::string_view::npos,
               "a topic or exact selector refused without being long or a template");
     }
+    // The rules for a topic itself: total functions on any bytes; a text they pass has no control byte.
+    bool reserved = fastsse::in_hub_namespace(topic, hub);
+    check(reserved == fastsse::in_hub_namespace(topic, hub), "the namespace check gave two answers");
+    if (!fastsse::identifier_problem(topic))
+        for (unsigned char c : topic) check(c >= 0x20 && c != 0x7f, "a control byte passed as an identifier");
     return 0;
 }

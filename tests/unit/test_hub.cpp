@@ -167,13 +167,32 @@ TEST_CASE("hub: who may publish, and what is refused, with nothing published") {
     CHECK(status("topic=a&id=earliest") == 400);
     CHECK(status("topic=a&type=a%0Ab") == 400);
     CHECK(status("topic=a&retry=soon") == 400);
+    // Draft 08's rules, whatever the token: characters (a C1 control, a tab, DEL, a zero-width
+    // space, a right-to-left override, bad UTF-8), the wildcard as a topic, the hub's own paths
+    // (however spelt), the hub's own event type.
+    for (std::string bad : {"topic=a%C2%85b", "topic=a%09b", "topic=a%7Fb", "topic=a%E2%80%8Bb", "topic=%E2%80%AEa",
+                     "topic=%FF", "topic=a&topic=b%C0%AF", "topic=*", "topic=a&topic=*",
+                     "topic=/.well-known/mercure", "topic=/.well-known/mercure/subscriptions/a/b",
+                     "topic=https://other.example/.well-known/mercure/subscriptions/x",
+                     "topic=/.well-known/%6Dercure/x", "topic=/a/../.well-known/mercure/x",
+                     "topic=/.well-known/./mercure", "topic=a&id=a%C2%9Fb", "topic=a&id=%E2%81%A0",
+                     "topic=a&type=a%E2%80%8Fb", "topic=a&type=mercure"}) {
+        CAPTURE(bad);
+        CHECK(status(bad) == 400);
+    }
+    // Near them, but fine: other paths, a type that only contains the word, non-ASCII text.
+    for (std::string good : {"topic=/.well-known/mercurey", "topic=/.well-known/mercure-other/x", "topic=urn:.well-known:mercure",
+                      "topic=https://example.com/caf%C3%A9", "topic=a&type=mercure-ish", "topic=a&id=%E2%9C%93"}) {
+        CAPTURE(good);
+        CHECK(status(good) == 0);
+    }
     auto not_form = post(publisher());
     not_form.content_type = "application/json";
     CHECK(status_of([&] { fastsse_test::publish_now(h.hub, not_form, "topic=a"); }) == 400);
-    CHECK(s->sink.sends() == 0);
+    CHECK(s->sink.sends() == 6);  // the good ones alone
     // A template in the claim covers the topics it matches (0.x).
     CHECK(status("topic=https://example.com/books/1", publisher(R"(["https://example.com/books/{id}"])")) == 0);
-    CHECK(s->sink.sends() == 1);
+    CHECK(s->sink.sends() == 7);
 }
 
 TEST_CASE("hub: who may subscribe") {
@@ -184,6 +203,8 @@ TEST_CASE("hub: who may subscribe") {
     CHECK(h.subscribe_status("", subscriber("[]")) == 400);
     CHECK(h.subscribe_status("topic=a&topic=b&match=c&topic=d", subscriber("[]")) == 400);  // 3 at most here
     CHECK(h.subscribe_status("topic=%zz", subscriber("[]")) == 400);
+    CHECK(h.subscribe_status("match=a%E2%80%8Bb", subscriber("[]")) == 400);  // draft 08: no format character
+    CHECK(h.subscribe_status("topic=%FF", subscriber("[]")) == 400);            // nor bad UTF-8
     // The cookie and the query parameter carry a token too.
     CHECK(h.subscribe_status("topic=*&authorization=" + subscriber("[]")) == 0);
     h.params["anonymous"] = "1";

@@ -319,3 +319,35 @@ TEST_CASE("selectors move") {
     CHECK(b.text() == "https://example.com/{id}");
     CHECK(b.syntax() == SelectorSyntax::topic);
 }
+
+TEST_CASE("identifier_problem: draft 08's characters for topics, matchers, ids and types") {
+    using fastsse::identifier_problem;
+    for (std::string good : {"", "https://example.com/books/1", "caf\xC3\xA9", "\xE2\x9C\x93", "a b", "\xF0\x9F\x98\x80"})
+        CHECK_FALSE(identifier_problem(good));
+    using namespace std::string_literals;
+    for (const std::string& bad : std::vector<std::string>{"a\0b"s, "a\tb", "a\nb", "a\x7F", "\xC2\x85", "\xC2\x9F",  // C0, DEL, C1
+                            "\xC2\xAD", "\xE2\x80\x8B", "\xE2\x80\xAE", "\xEF\xBB\xBF", "\xF3\xA0\x80\x81",  // Cf
+                            "\xFF", "\xC0\xAF", "\xE2\x80", "\xED\xA0\x80"}) {  // not UTF-8: bad byte, overlong, cut, surrogate
+        CAPTURE(bad);
+        CHECK(identifier_problem(bad));
+    }
+}
+
+TEST_CASE("in_hub_namespace: the hub's path and below, however spelt, any scheme or host") {
+    using fastsse::in_hub_namespace;
+    std::string_view hub = "https://example.com/.well-known/mercure";
+    for (std::string_view inside : {"/.well-known/mercure", "/.well-known/mercure/", "/.well-known/mercure/subscriptions/a/b",
+                        "https://other.example/.well-known/mercure/x", "http://example.com:8080/.well-known/mercure",
+                        "/.well-known/%6Dercure/x", "/.well-known/%6dercure", "/x/../.well-known/mercure/y",
+                        "/.well-known/./mercure", "mercure/x", "//evil.example/.well-known/mercure"}) {
+        CAPTURE(inside);
+        CHECK(in_hub_namespace(inside, hub));
+    }
+    for (std::string_view outside : {"/.well-known/mercurey", "/.well-known/mercure-x/y", "/books/1", "urn:.well-known:mercure",
+                         "https://example.com/.well-known/%2Fmercure", "/.well-known/mercure%2Fx", "*", ""}) {
+        CAPTURE(outside);
+        CHECK_FALSE(in_hub_namespace(outside, hub));
+    }
+    CHECK(in_hub_namespace("/hub/x", "https://example.com/hub"));
+    CHECK_FALSE(in_hub_namespace("/anything", "https://example.com/"));  // a hub at the root reserves nothing
+}

@@ -16,6 +16,7 @@
 // search), under a bound on the work per topic.
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -86,6 +87,18 @@ private:
     Kind kind_ = Kind::exact;
     std::unique_ptr<const selector_detail::Program> program_;  // templates and URL patterns
 };
+
+// What draft 08 asks of every topic, topic matcher, update id and event type ("Terminology"):
+// valid UTF-8 without C0 or C1 control characters, DEL, or Unicode format characters (general
+// category Cf, Unicode 15: the invisible ones that let a text pass for another). nullopt when the
+// text is fine, else why not (a short reason for a 400).
+std::optional<std::string_view> identifier_problem(std::string_view text);
+
+// Whether a topic names the hub's own namespace, which draft 08 reserves for the updates the hub
+// makes (subscription events): its path, taken against the hub's URL with dot segments removed and
+// the %-encoded unreserved characters decoded, is the hub's path or under it, whatever the scheme
+// or host. A topic that is no URL reference names none, and a hub at "/" reserves nothing.
+bool in_hub_namespace(std::string_view topic, std::string_view hub_url);
 
 // The selectors of one subscription: it receives an update when any of them matches any of the
 // update's topics (the canonical topic, then its alternates).
