@@ -339,10 +339,11 @@ FoundToken find_token(std::optional<std::string_view> authorization_header,
         if (auto token = query_param(query, "authorization"); token && !token->empty())
             return {TokenSource::query, std::move(*token), {}};
     }
-    if (cookie_header && !places.cookie_name.empty()) {
+    if (cookie_header && !places.cookie_names.empty()) {
         if (cookie_header->size() > places.max_cookie_header) return {TokenSource::cookie, {}, "Cookie header too long"};
-        if (auto token = cookie_value(*cookie_header, places.cookie_name); token && !token->empty())
-            return {TokenSource::cookie, std::string(*token), {}};
+        for (const auto& name : places.cookie_names)
+            if (auto token = cookie_value(*cookie_header, name); token && !token->empty())
+                return {TokenSource::cookie, std::string(*token), {}};
     }
     return {};
 }

@@ -360,7 +360,7 @@ void HubProducer::publish(const Request& request, std::string_view body, Publish
     // Who: a publisher's token comes in the Authorization header only (a cookie would let any page
     // the browser visits publish, and a URL ends up in logs).
     hub::TokenPlaces places;
-    places.cookie_name.clear();
+    places.cookie_names.clear();
     places.query = false;
     auto found = hub::find_token(present(request.authorization), std::nullopt, {}, places);
     if (!found.malformed.empty())

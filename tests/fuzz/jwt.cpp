@@ -117,7 +117,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         auto query = in.ConsumeRemainingBytesAsString();
         TokenPlaces places;
         places.query = !(flags & 1);
-        if (flags & 2) places.cookie_name = "__Secure-mercure_access_token";
+        if (flags & 2) places.cookie_names = {"__Secure-mercure_access_token"};
         auto found = find_token(flags & 4 ? std::nullopt : std::optional<std::string_view>(authorization),
                                 flags & 8 ? std::nullopt : std::optional<std::string_view>(cookie), query, places);
         check(found.malformed.empty() || found.token.empty(), "a token and a malformed presentation");

@@ -487,7 +487,7 @@ TEST_CASE("find_token: then the query (0.x), then the cookie") {
     // Draft 08 forbids tokens in the URL: without the query, the cookie.
     TokenPlaces v1;
     v1.query = false;
-    v1.cookie_name = "__Secure-mercure_access_token";
+    v1.cookie_names = {"__Secure-mercure_access_token"};
     found = find_token(std::nullopt, "mercureAuthorization=old; __Secure-mercure_access_token=new", "authorization=query", v1);
     CHECK(found.source == TokenSource::cookie);
     CHECK(found.token == "new");
@@ -505,6 +505,10 @@ TEST_CASE("find_token: then the query (0.x), then the cookie") {
 TEST_CASE("find_token: the Cookie header") {
     auto cookie = [](std::string_view header) { return find_token(std::nullopt, header, "").token; };
     CHECK(cookie("mercureAuthorization=t") == "t");
+    // Both drafts' names by default: 0.x's first, then draft 08's.
+    CHECK(cookie("__Secure-mercure_access_token=v1") == "v1");
+    CHECK(cookie("__Secure-mercure_access_token=v1; mercureAuthorization=v0") == "v0");
+    CHECK(cookie("__Secure-mercure_access_token=v1; mercureAuthorization=") == "v1");
     CHECK(cookie("a=1; mercureAuthorization=t; b=2") == "t");
     CHECK(cookie("a=1;mercureAuthorization=t;b=2") == "t");
     CHECK(cookie("  mercureAuthorization = t  ") == "t");
@@ -518,7 +522,7 @@ TEST_CASE("find_token: the Cookie header") {
     CHECK(cookie("") == "");
 
     TokenPlaces no_cookie;
-    no_cookie.cookie_name.clear();
+    no_cookie.cookie_names.clear();
     CHECK(find_token(std::nullopt, "mercureAuthorization=t", "", no_cookie).source == TokenSource::none);
 
     std::string huge = "a=" + std::string(16 * 1024, 'x') + "; mercureAuthorization=t";

@@ -102,9 +102,9 @@ struct FoundToken {
 
 // Where to look for a token.
 struct TokenPlaces {
-    // The cookie browsers send (EventSource cannot set headers): 0.x recommends
-    // mercureAuthorization, draft 08 __Secure-mercure_access_token. Empty: no cookie is read.
-    std::string cookie_name = "mercureAuthorization";
+    // The cookies browsers send (EventSource cannot set headers), the first found wins: 0.x
+    // recommends mercureAuthorization, draft 08 __Secure-mercure_access_token. Empty: no cookie is read.
+    std::vector<std::string> cookie_names = {"mercureAuthorization", "__Secure-mercure_access_token"};
     // The `authorization` query parameter: 0.x only (draft 08 forbids tokens in the URL).
     bool query = true;
     std::size_t max_cookie_header = 16 * 1024;  // a longer Cookie header is malformed
