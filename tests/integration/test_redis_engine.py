@@ -31,7 +31,7 @@ import pytest
 
 from apachelib import Apache
 from fastsse_testlib import (ES, Event, Fastsse, HttpStream, Nginx, RedisServer, Timeout, assert_plain_error, free_port, get,
-                             make_dir, start_on_free_port)
+                             make_dir, start_on_free_port, wait_until)
 from test_hub import FORM, HUB, PUBLISHER_KEY, SUBSCRIBER_KEY, publisher_token, subscriber_token, topics_query
 from test_several_processes import upstream_conf
 
@@ -261,8 +261,12 @@ def test_a_publish_reaches_the_subscribers_of_both_processes_behind_nginx(cluste
     assert sorted(len(h) for h in held) == [2, 2], held  # least_conn
     # Both processes answered publishes (least_conn, with two streams on each, takes them in
     # turn): each one's updates reached the other's subscribers too.
-    answered = re.findall(r"^POST 200 unix:(\S+)$", c.upstream_log.read_text(), re.M)
-    assert len(answered) == 20 and set(answered) == {str(s) for s in c.sockets}, answered
+    def answered():
+        return re.findall(r"^POST 200 unix:(\S+)$", c.upstream_log.read_text(), re.M)
+
+    # nginx logs a request once it closed it, maybe after the client had its answer.
+    wait_until(lambda: len(answered()) == 20, 2, "nginx to log the 20 publishes")
+    assert set(answered()) == {str(s) for s in c.sockets}, answered()
     for s in subs:
         s.close()
 
@@ -606,6 +610,68 @@ def test_clients_of_a_killed_process_resume_on_the_other_and_lose_nothing(cluste
     for k, resumed in enumerate(result["resumed_with"]):
         assert resumed, (k, result["clients"][k])
         assert all(sent == answered for sent, answered in resumed), (k, resumed)
+
+
+def redis_clients_of(process: Fastsse, redis: RedisServer) -> list[str]:
+    """The addresses (127.0.0.1:port) of the process's connections to Redis, as CLIENT LIST names them."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{process.pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{process.pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if m := re.fullmatch(r"socket:\[(\d+)\]", link):
+            inodes.add(m.group(1))
+    out = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        local, remote, inode = f[1], f[2], f[9]
+        if inode in inodes and int(remote.split(":")[1], 16) == redis.port:
+            out.append(f"127.0.0.1:{int(local.split(':')[1], 16)}")
+    return out
+
+
+def test_a_client_resumes_on_a_process_that_has_not_read_its_last_update_yet(cluster, redis):
+    """A process delivers an update; its client, moved to a process that has not read that entry
+    yet (it lags, or lost Redis for a moment), resumes after it there: neither `earliest` and the
+    whole history again, nor that update once more when the lagging process reads it."""
+    c = cluster()
+    subs = [c.subscribe(k) for k in range(2)]
+    a, b = c.holder(0), c.holder(1)
+    assert {a, b} == {0, 1}
+    before = [published(c.port, f"before {i}") for i in range(3)]
+    read(subs, lambda: all(len(s.events) == 3 for s in subs), 5, "the first updates")
+
+    # Process b loses Redis (its connections closed by Redis): until it reconnects (after 200 ms or
+    # so), it reads nothing.
+    addresses = redis_clients_of(c.processes[b], redis[0])
+    assert len(addresses) == 2, addresses
+    for address in addresses:
+        subprocess.run([REDIS_CLI, "-p", str(redis[0].port), "CLIENT", "KILL", "ADDR", address], check=True,
+                       capture_output=True, timeout=5)
+    c.processes[b].wait_for_log(LOST)
+    # An update through process a (one through b is refused: 503), on subs[0]'s stream.
+    for _ in range(10):
+        r = publish(c.port, "x")
+        if r.status == 200:
+            break
+        assert r.status == 503, r.describe()
+    x = r.text
+    read([subs[0]], lambda: len(subs[0].events) == 4, 2, "the update on process a")
+    assert ids(subs[0])[-1] == x
+    # Process a killed: subs[0] resumes on b, which has not read x yet.
+    c.kill(a)
+    subs[0].wait(lambda s: s.ended or s.eof, 2, "the end of the killed process's stream")
+    again = c.subscribe(0, {"Last-Event-ID": x})
+    c.processes[b].assert_logged(r" info stream \d+ opened: producer=hub uri=\S*&client=0 last-event-id=")
+    assert again.header("Last-Event-ID") == x, again.describe()
+    c.processes[b].wait_for_log(BACK, timeout=10)
+    y = published(c.port, "y")
+    read([again, subs[1]], lambda: ids(again)[-1:] == [y] and ids(subs[1])[-1:] == [y], 5, "the next update")
+    assert ids(again) == [y], again.describe()  # nothing twice
+    assert ids(subs[1]) == before + [x, y]
+    for s in [*subs, again]:
+        s.close()
 
 
 # ----------------------------------------------------------------------------------------------
