@@ -16,8 +16,9 @@ namespace {
 // EventSource's own Cache-Control and Last-Event-ID, a publication's form type (safelisted already,
 // named for clients that send it with a charset).
 constexpr std::string_view allowed_request_headers = "Authorization, Cache-Control, Last-Event-ID, Content-Type";
-// What a script may read of an answer besides the safelisted headers: the resume point of a hub.
-constexpr std::string_view exposed_headers = "Last-Event-ID, Mercure-Last-Event-ID";
+// What a script may read of an answer besides the safelisted headers: the resume point of a hub,
+// and the subscription API's cursor (draft 08: its Link header "MUST" be exposed cross-origin).
+constexpr std::string_view exposed_headers = "Last-Event-ID, Mercure-Last-Event-ID, Link";
 // Browsers cap it lower (Chromium at 2 hours): they then ask again, no harm.
 constexpr int preflight_max_age = 86400;
 

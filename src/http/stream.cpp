@@ -86,6 +86,18 @@ void Stream::reject(const RequestError& error) {
     owner_.retire(*this);
 }
 
+void Stream::respond(std::string_view cgi_head, std::string_view body) {
+    if (state_ != State::opening) throw std::logic_error("a stream answered after it began");
+    fastcgi::append_stdout(pending_, request_id_, fmt::format("{}\r\n", cgi_head));
+    fastcgi::append_stdout(pending_, request_id_, body);
+    fastcgi::append_end(pending_, request_id_);
+    loop_.add(fd_.get(), EPOLLIN | EPOLLRDHUP, this);
+    spdlog::info("stream {} answered ({} bytes): {}", id_, body.size(), what_);
+    state_ = State::finishing;
+    stalled_since_ = loop_.now();
+    flush();
+}
+
 void Stream::send(const Event& event) {
     if (state_ != State::open && state_ != State::opening) return;
     // One buffer reused for every event this thread encodes: the hot path allocates nothing.

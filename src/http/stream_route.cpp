@@ -56,6 +56,7 @@ void StreamRoute::serve(Connection& c, Streams& streams, Producer* producer, con
     if (it == r.fastsse.end())
         throw RequestError(404, "No event stream here: this location sets no FASTSSE_PRODUCER.");
     if (!producer) throw RequestError(404, fmt::format("No event stream here: no producer named '{}'.", it->second));
+    if (auto answer = producer->answer(r)) return respond(c, streams, *answer, cgi_lines(cors_headers));
     if (r.method == "POST") return publish(c, *producer, *publisher, cgi_lines(cors_headers));
     if (!accepts_event_stream(r.accept))
         throw RequestError(406, "You must send a request with \"Accept: text/event-stream\".");
@@ -147,6 +148,19 @@ void StreamRoute::publish(Connection& c, Producer& producer, Publisher& publishe
     });
     if (waiting->early) return answer_publish(c, std::move(*waiting->early), cors_lines);
     waiting->connection = std::move(c);
+}
+
+void StreamRoute::respond(Connection& c, Streams& streams, const Answer& answer, const std::string& cors_lines) {
+    std::string head = fmt::format("Status: 200 OK\r\nContent-Type: {}\r\n", answer.content_type);
+    for (const auto& [name, value] : answer.headers) fmt::format_to(std::back_inserter(head), "{}: {}\r\n", name, value);
+    head += cors_lines;
+    bool head_only = c.request.method == "HEAD";
+    auto what = fmt::format("uri={}", c.request.uri);
+    // On a Stream, whatever its size: the answer may be larger than the socket takes at once, and
+    // a stream writes the rest as the web server reads, without holding the loop.
+    streams.check_room();
+    auto& stream = streams.open(std::move(c), settings_.limits, std::move(what));
+    stream.respond(head, head_only ? std::string_view() : std::string_view(answer.body));
 }
 
 }  // namespace fastsse

@@ -12,6 +12,7 @@
 
 #include "fastsse/hub/form.hpp"
 #include "fastsse/hub/jwt.hpp"
+#include "fastsse/hub/subscriptions.hpp"
 #include "fastsse/hub/topic_selector.hpp"
 #include "fastsse/http/request.hpp"
 
@@ -45,16 +46,19 @@ SelectorSyntax syntax_of(hub::MatcherType type) {
     return SelectorSyntax::exact;
 }
 
-// The hub's URL as this request reached it (scheme, Host, path), for relative URL patterns; the
-// reserved default when the request does not say, or says something that is not plainly a URL.
-std::string hub_url_of(const Request* r) {
+std::string_view path_of(const Request& r) { return std::string_view(r.uri).substr(0, r.uri.find_first_of("?#")); }
+
+// The hub's URL as this request reached it (scheme, Host, and its path or `path`), for relative URL
+// patterns; the reserved default when the request does not say, or says something that is not
+// plainly a URL.
+std::string hub_url_of(const Request* r, std::optional<std::string_view> path_instead = std::nullopt) {
     if (!r || (r->scheme != "http" && r->scheme != "https") || r->host.empty() || r->host.size() > 255)
         return std::string(default_hub_url);
     auto host_char = [](char c) {
         return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']';
     };
     if (!std::all_of(r->host.begin(), r->host.end(), host_char)) return std::string(default_hub_url);
-    std::string_view path = std::string_view(r->uri).substr(0, r->uri.find_first_of("?#"));
+    std::string_view path = path_instead ? *path_instead : path_of(*r);
     auto path_char = [](char c) {
         return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("/-._~%!$&'()*+,;=:@").find(c) != std::string_view::npos;
     };
@@ -99,6 +103,46 @@ bool is_form(std::string_view content_type) {
     return rest.empty() || rest.front() == ';' || rest.front() == ' ';
 }
 
+// Which of the token's payloads each of a subscriber's selectors carries (draft 08, "Payloads": the
+// first whose topics match the selector's own text, read as a topic; a 0.x token's one
+// `mercure.payload` comes under "*" and goes with every selector). Each chosen payload is kept once.
+struct PayloadChoice {
+    std::vector<std::string> payloads;
+    std::vector<int> payload_of;  // per selector: an index in payloads, or -1
+};
+
+PayloadChoice choose_payloads(const SelectorSet& selectors, const std::vector<hub::SubscribePayload>& offered,
+                              std::string_view hub_url, size_t max_bytes) {
+    PayloadChoice out;
+    if (offered.empty()) return out;
+    std::vector<SelectorSet> matchers;
+    matchers.reserve(offered.size());
+    for (const auto& p : offered) matchers.push_back(compile_grant(p.topics, hub_url));
+    std::vector<int> kept(offered.size(), -1);  // offered payload -> its index in out.payloads
+    size_t bytes = 0;
+    for (const auto& selector : selectors.selectors()) {
+        int chosen = -1;
+        for (size_t j = 0; j < offered.size() && chosen < 0; ++j) {
+            if (!any_matches(matchers[j], std::span(&selector.text(), 1))) continue;
+            if (kept[j] < 0) {
+                // Refused rather than dropped: the issuer meant the others to see it, and a
+                // subscription shown without it (a presence list without the user's name) would
+                // mislead them; the token's author sees why at once.
+                bytes += offered[j].json.size();
+                if (bytes > max_bytes)
+                    throw RequestError(401, fmt::format("Invalid subscriber token: its payload is larger than the {} "
+                                                        "bytes the hub keeps for a subscriber.",
+                                                        max_bytes));
+                kept[j] = static_cast<int>(out.payloads.size());
+                out.payloads.push_back(offered[j].json);
+            }
+            chosen = kept[j];
+        }
+        out.payload_of.push_back(chosen);
+    }
+    return out;
+}
+
 // Under mod_fcgid a subscriber holds a process of its own, and a publication goes to another: it
 // would be answered 200 and reach no one. Better said at once, to both.
 RequestError one_process_per_request() {
@@ -134,14 +178,38 @@ const SettingTable<HubSettings>& hub_settings() {
                          "it): the hub answers 503, as a publication could not reach another process's "
                          "subscribers"),
                  "FASTSSE_ONE_REQUEST_PER_PROCESS"),
+        integer("hub_subscriptions", &S::subscriptions, "0", 0, 1, {},
+                "1: the Mercure hub publishes a private update as each subscription comes and goes, and "
+                "answers the subscription API (GET /.well-known/mercure/subscriptions...); 0: neither (404)"),
     };
     return table;
 }
+
+// What the other subscribers learn of one subscriber, with hub_subscriptions only: a subscriber
+// without it holds a null pointer and nothing more.
+struct HubProducer::Presence {
+    HubProducer* hub = nullptr;  // set once its coming was announced: its leaving will be too
+    std::string id;              // urn:uuid:..., one per connection, the same for each of its selectors
+    std::vector<std::string> payloads;  // the token's payloads its selectors carry, each once
+    std::vector<int> payload_of;        // per selector: its index in payloads, or -1 (none)
+    std::list<const Subscriber*>::iterator place;  // in present_
+
+    std::optional<std::string_view> payload(size_t selector) const {
+        if (selector >= payload_of.size() || payload_of[selector] < 0) return std::nullopt;
+        return payloads[static_cast<size_t>(payload_of[selector])];
+    }
+};
 
 // One subscriber: what it asked for (its selectors), what its token lets it read (the private
 // updates of these topics), its place in the channel, and the end of its token's life.
 class HubProducer::Subscriber final : public Subscription, public Interest {
 public:
+    ~Subscriber() override {
+        // Whatever ends it (the client gone, its token expired, dropped as too slow, shutdown), the
+        // stream destroys it later on the loop, never inside a fan-out: the others may hear of it.
+        if (presence && presence->hub) presence->hub->leave(*this);
+    }
+
     bool wants(const UpdateMeta& update) const override {
         if (!any_matches(selectors, update.topics)) return false;
         return !update.is_private || any_matches(may_read, update.topics);
@@ -151,6 +219,7 @@ public:
     SelectorSet may_read;
     std::optional<std::chrono::system_clock::time_point> expires;
     std::optional<std::string> last_id;  // the resume point the request gave
+    std::unique_ptr<Presence> presence;  // hub_subscriptions only
     // Last: destroyed first, so that the channel never asks a half-destroyed Interest.
     Timer expiry;
     ChannelSubscription subscription;
@@ -219,6 +288,7 @@ std::unique_ptr<HubProducer::Subscriber> HubProducer::prepare(const StreamStart&
     if (!found.malformed.empty()) throw RequestError(400, std::string(found.malformed));
     if (found.source == hub::TokenSource::none) {
         if (!location.anonymous) throw RequestError(401, "A subscriber token is required.");
+        if (settings_.subscriptions) sub->presence = std::make_unique<Presence>();
         return sub;
     }
     hub::VerifyOptions verify;
@@ -227,6 +297,12 @@ std::unique_ptr<HubProducer::Subscriber> HubProducer::prepare(const StreamStart&
     if (!verdict) throw RequestError(401, fmt::format("Invalid subscriber token: {}.", verdict.refusal));
     sub->may_read = compile_grant(verdict.grants->subscribe, hub_url);
     sub->expires = verdict.grants->expires;
+    if (settings_.subscriptions) {
+        auto choice = choose_payloads(sub->selectors, verdict.grants->payloads, hub_url, max_payload_bytes);
+        sub->presence = std::make_unique<Presence>();
+        sub->presence->payloads = std::move(choice.payloads);
+        sub->presence->payload_of = std::move(choice.payload_of);
+    }
     return sub;
 }
 
@@ -243,6 +319,14 @@ std::unique_ptr<Subscription> HubProducer::open(Sink& sink, const StreamStart& s
         sink.add_header("Mercure-Last-Event-ID", joined.resume.last_event_id);
     } else {
         sub->subscription = channel().subscribe(sink, std::nullopt, interest).subscription;
+    }
+    if (sub->presence) {
+        auto& presence = *sub->presence;
+        presence.id = ids_.next();
+        presence.place = present_.insert(present_.end(), sub.get());
+        presence.hub = this;
+        // After it joined: a subscriber of subscription events hears of itself too.
+        announce(*sub, true);
     }
     if (sub->expires) {
         // The token's life is the stream's: it ends then (the client comes back with a new one).
@@ -316,15 +400,157 @@ void HubProducer::publish(const Request& request, std::string_view body, Publish
     if (id) event.id = *id;
     event.retry_ms = retry_ms;
     try {
-        channel().publish(event, UpdateMeta{topics, is_private}, [done = std::move(done)](Published published) {
+        channel().publish(event, UpdateMeta{topics, is_private}, [this, done = std::move(done)](Published published) {
             if (!published.failure.empty())
                 return done(RequestError::unavailable(
                     fmt::format("The update was not published: {}", published.failure), std::chrono::seconds(2)));
+            if (settings_.subscriptions) last_event_id_ = published.id;
             done(PublishAnswer{std::move(published.id)});
         });
     } catch (const EventError& e) {
         throw RequestError(400, e.what());
     }
+}
+
+namespace {
+
+hub::SubscriptionView view_of(const TopicSelector& selector, std::string_view subscriber, bool active,
+                              std::optional<std::string_view> payload) {
+    hub::SubscriptionView view;
+    view.form = selector.syntax() == SelectorSyntax::topic ? hub::DocumentForm::v0 : hub::DocumentForm::v1;
+    view.match_type = selector.syntax() == SelectorSyntax::urlpattern ? "urlpattern" : "exact";
+    view.match = selector.text();
+    view.subscriber = subscriber;
+    view.active = active;
+    view.payload = payload;
+    return view;
+}
+
+// A quoted-string of RFC 9110 (a Link header's attribute).
+std::string quoted(std::string_view s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    out += '"';
+    return out;
+}
+
+}  // namespace
+
+void HubProducer::announce(const Subscriber& s, bool active) {
+    const auto& presence = *s.presence;
+    const auto& selectors = s.selectors.selectors();
+    for (size_t i = 0; i < selectors.size(); ++i) {
+        auto view = view_of(selectors[i], presence.id, active, presence.payload(i));
+        std::string topic = hub::subscription_topic(view);
+        std::string data = hub::subscription_json(view, true);
+        std::string id = ids_.next();
+        Event event;
+        // Draft 08 gives the hub's own updates the reserved type `mercure`; draft 07, none.
+        event.event = view.form == hub::DocumentForm::v1 ? "mercure" : "";
+        event.data = data;
+        event.id = id;
+        // Private: only subscribers whose token may read the subscription's topic get it.
+        channel().publish(event, UpdateMeta{std::span(&topic, 1), true});
+        last_event_id_ = std::move(id);
+    }
+}
+
+void HubProducer::leave(Subscriber& s) noexcept {
+    s.subscription.reset();  // its own departure is not for it
+    present_.erase(s.presence->place);
+    s.presence->hub = nullptr;
+    try {
+        announce(s, false);
+    } catch (const std::exception& e) {
+        spdlog::error("hub: a subscription's end could not be published: {}", e.what());
+    }
+}
+
+std::optional<Answer> HubProducer::answer(const Request& request) {
+    auto path = path_of(request);
+    if (!hub::is_api_path(path)) return std::nullopt;
+    if (settings_.one_request_per_process) throw one_process_per_request();
+    if (!settings_.subscriptions)
+        throw RequestError(404, "No subscription API here: the hub's hub_subscriptions setting is off.");
+    if (request.method != "GET" && request.method != "HEAD")
+        throw RequestError::method_not_allowed(
+            fmt::format("Method {} is not allowed: the subscription API is read with GET.", request.method),
+            settings_.cors.enabled() ? "GET, HEAD, OPTIONS" : "GET, HEAD");
+
+    // Who: a subscriber whose token may subscribe to the path asked, as a topic (draft 07: "The
+    // requested URL MUST match at least one of the topic selectors"; draft 08: its absolute path,
+    // without the query). Never anonymous: the answer shows every subscriber's payload.
+    auto found = hub::find_token(present(request.authorization), present(request.cookie), request.query);
+    if (!found.malformed.empty()) throw RequestError(400, std::string(found.malformed));
+    if (found.source == hub::TokenSource::none)
+        throw RequestError(401, "A subscriber token is required for the subscription API.");
+    hub::VerifyOptions verify;
+    verify.key = settings_.subscriber_key;
+    auto verdict = hub::verify_token(found.token, verify, std::chrono::system_clock::now());
+    if (!verdict) throw RequestError(401, fmt::format("Invalid subscriber token: {}.", verdict.refusal));
+    auto hub_url = hub_url_of(&request, hub::hub_path);
+    std::string topic(path);
+    if (!any_matches(compile_grant(verdict.grants->subscribe, hub_url), std::span(&topic, 1)))
+        throw RequestError(403, "The token may not subscribe to this subscription resource.");
+    auto query = hub::parse_api_path(path);
+    if (!query) throw RequestError(404, "No such subscription resource.");
+
+    using Kind = hub::ApiQuery::Kind;
+    std::string last_id = last_event_id_.empty() ? std::string(earliest_id) : last_event_id_;
+    auto wanted = [&](const hub::SubscriptionView& v) {
+        switch (query->kind) {
+        case Kind::all: return true;
+        case Kind::topic:
+        case Kind::one_v0: return v.form == hub::DocumentForm::v0 && v.match == query->match;
+        case Kind::match:
+        case Kind::one_v1:
+            return v.form == hub::DocumentForm::v1 && v.match_type == query->match_type && v.match == query->match;
+        }
+        return false;
+    };
+    bool one = query->kind == Kind::one_v0 || query->kind == Kind::one_v1;
+    auto form = query->kind == Kind::topic || query->kind == Kind::one_v0 ? hub::DocumentForm::v0
+                : query->kind == Kind::all ? (verdict.grants->profile == hub::TokenProfile::v1 ? hub::DocumentForm::v1
+                                                                                         : hub::DocumentForm::v0)
+                                           : hub::DocumentForm::v1;
+    Answer out;
+    out.content_type = form == hub::DocumentForm::v0 ? "application/ld+json" : "application/json";
+    // Draft 08's cursor; draft 07 puts it in the body, and a client of it ignores the header.
+    out.headers.emplace_back("Link", fmt::format("<{}>; rel=\"mercure\"; last-event-id={}; type=\"mercure\"; "
+                                                 "content-type=\"application/json\"",
+                                                 hub_url, quoted(last_id)));
+    out.headers.emplace_back("Cache-Control", "must-revalidate");
+
+    // A walk over the subscribers announced, bounded by their number, and by max_answer_bytes.
+    std::vector<std::string> documents;
+    size_t bytes = 0;
+    bool truncated = false;
+    for (const Subscriber* s : present_) {
+        if (one && s->presence->id != query->subscriber) continue;
+        const auto& selectors = s->selectors.selectors();
+        for (size_t i = 0; i < selectors.size() && !truncated; ++i) {
+            auto view = view_of(selectors[i], s->presence->id, true, s->presence->payload(i));
+            if (!wanted(view)) continue;
+            if (one) {
+                out.body = hub::subscription_json(view, true, last_id);
+                return out;
+            }
+            auto document = hub::subscription_json(view);
+            bytes += document.size();
+            if (bytes > max_answer_bytes) {
+                truncated = true;
+                break;
+            }
+            documents.push_back(std::move(document));
+        }
+        if (truncated) break;
+    }
+    if (one) throw RequestError(404, "No such subscription.");
+    out.body = hub::collection_json(form, path, last_id, documents, truncated);
+    return out;
 }
 
 }  // namespace fastsse

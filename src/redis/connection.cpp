@@ -160,11 +160,7 @@ public:
 
     ~Core() {
         detached_ = true;
-        if (ac_) {
-            ++in_hiredis_;
-            ::redisAsyncFree(ac_);  // pending callbacks get NULL (ignored), then ev.cleanup
-            ac_ = nullptr;
-        }
+        if (ac_) ::redisAsyncFree(ac_);  // pending callbacks get NULL (ignored), then ev.cleanup
     }
 
     Core(const Core&) = delete;
@@ -206,6 +202,7 @@ private:
     void handshake_reply(const std::string& name, const RedisReply& reply, bool last);
     void drop(std::string reason);
     void settle();
+    void settle_soon();
     void lose(const std::string& reason);
     void update_epoll();
 
@@ -427,17 +424,22 @@ void RedisConnection::Core::on_io(uint32_t events) {
 void RedisConnection::Core::drop(std::string reason) {
     if (state_ == State::lost) return;
     if (!drop_reason_) drop_reason_ = std::move(reason);
+    settle_soon();
+}
+
+void RedisConnection::Core::settle_soon() {
     if (!settle_timer_) settle_timer_ = loop_.call_after(milliseconds(0), [this] { settle(); });
 }
 
-// Does what the last hiredis call left to do. Never called with a hiredis frame on the stack.
+// Does what the last hiredis call left to do: from on_io once hiredis returned, and from timers.
 void RedisConnection::Core::settle() {
+    // Not reached today (timers never run inside on_io), but freeing here would be a use-after-free.
+    if (in_hiredis_ > 0) return settle_soon();
     settle_timer_.cancel();
     if (detached_ || state_ == State::lost) return;
     if (drop_reason_ && ac_) {
-        ++in_hiredis_;
-        ::redisAsyncFree(ac_);  // pending callbacks get NULL (ignored), then ev.cleanup: ac_ = nullptr
-        --in_hiredis_;
+        InHiredis in(*this);
+        ::redisAsyncFree(ac_);  // pending callbacks get NULL (ignored), then ev.cleanup
         ac_ = nullptr;
     }
     if (!ac_) lose(drop_reason_ ? *drop_reason_ : hiredis_error_.empty() ? "connection closed" : hiredis_error_);

@@ -348,8 +348,8 @@ TEST_CASE("the process settings: each declared once, the stream's among them, a 
     CHECK(names == std::vector<std::string>{"listen", "socket_mode", "heartbeat", "retry", "stream_buffer",
                                             "write_timeout", "max_streams", "max_body", "publisher_jwt_key",
                                             "subscriber_jwt_key", "hub_history", "hub_history_bytes",
-                                            "hub_max_selectors", "cors_origins", "one_request_per_process",
-                                            "log_level"});
+                                            "hub_max_selectors", "cors_origins", "one_request_per_process", "hub_subscriptions",
+                                            "engine", "log_level"});
     CHECK(overridable == std::vector<std::string>{"heartbeat", "retry"});
 
     fastsse::Settings defaults;

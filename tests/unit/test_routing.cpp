@@ -357,7 +357,7 @@ TEST_CASE("routing: a publish answered later waits for its outcome: 200, a refus
     r.origin = "https://app.example";
     const std::string cors = "Vary: Origin\r\nAccess-Control-Allow-Origin: https://app.example\r\n"
                              "Access-Control-Allow-Credentials: true\r\n"
-                             "Access-Control-Expose-Headers: Last-Event-ID, Mercure-Last-Event-ID\r\n";
+                             "Access-Control-Expose-Headers: Last-Event-ID, Mercure-Last-Event-ID, Link\r\n";
 
     auto peer = f.start(r, "later");
     REQUIRE(f.publishing->later);
@@ -426,7 +426,7 @@ TEST_CASE("CorsPolicy: a listed origin gets its name and credentials, * any othe
           Headers{{"Vary", "Origin"},
                   {"Access-Control-Allow-Origin", "https://app.test"},
                   {"Access-Control-Allow-Credentials", "true"},
-                  {"Access-Control-Expose-Headers", "Last-Event-ID, Mercure-Last-Event-ID"}});
+                  {"Access-Control-Expose-Headers", "Last-Event-ID, Mercure-Last-Event-ID, Link"}});
     CHECK(listed.response_headers("https://evil.test") == Headers{{"Vary", "Origin"}});
     CHECK(listed.response_headers("https://app.test.evil.test") == Headers{{"Vary", "Origin"}});
     CHECK(listed.response_headers("http://app.test") == Headers{{"Vary", "Origin"}});
@@ -447,7 +447,7 @@ TEST_CASE("CorsPolicy: a listed origin gets its name and credentials, * any othe
     // the visitor's cookie.
     CHECK(anonymous == Headers{{"Vary", "Origin"},
                                {"Access-Control-Allow-Origin", "*"},
-                               {"Access-Control-Expose-Headers", "Last-Event-ID, Mercure-Last-Event-ID"}});
+                               {"Access-Control-Expose-Headers", "Last-Event-ID, Mercure-Last-Event-ID, Link"}});
     CHECK(any.response_headers("https://app.test")[2] == std::pair<std::string, std::string>{"Access-Control-Allow-Credentials", "true"});
     CHECK(any.response_headers(std::nullopt) == Headers{{"Vary", "Origin"}});
 
@@ -461,7 +461,7 @@ TEST_CASE("routing: a location that takes cross-origin requests answers prefligh
     const std::string allowed = "Vary: Origin\r\n"
                                 "Access-Control-Allow-Origin: https://app.test\r\n"
                                 "Access-Control-Allow-Credentials: true\r\n"
-                                "Access-Control-Expose-Headers: Last-Event-ID, Mercure-Last-Event-ID\r\n";
+                                "Access-Control-Expose-Headers: Last-Event-ID, Mercure-Last-Event-ID, Link\r\n";
     auto from = [](std::string method, std::optional<std::string> origin) {
         auto r = request(std::move(method), {{"producer", "publishing"}});
         r.origin = std::move(origin);

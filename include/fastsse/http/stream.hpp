@@ -62,6 +62,11 @@ public:
     // sent leave now. Until then nothing is written, so reject() can still answer with an error.
     void begin(std::unique_ptr<Subscription> work);
     void reject(const RequestError& error);
+    // Instead of begin(): a whole answer rather than an event stream (the hub's subscription API,
+    // JSON that may take more than one write). The CGI head (its lines, each ending in CRLF) and
+    // the body are queued with the end of the request; the stream closes once the socket took them,
+    // or when the client takes nothing for write_timeout. No producer, no heartbeat.
+    void respond(std::string_view cgi_head, std::string_view body);
 
     // Sink
     void send(const Event& event) override;

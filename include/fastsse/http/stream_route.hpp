@@ -4,7 +4,8 @@
 // FASTSSE_* options, then opens a Stream and starts the producer on it. A POST goes to the
 // producer's Publisher when it has one (the Mercure hub), with the request body; otherwise, as any
 // other method, it is a 405. A producer that takes cross-origin requests (its cors()) gets its
-// preflights (OPTIONS) answered here, and its CORS headers on every answer.
+// preflights (OPTIONS) answered here, and its CORS headers on every answer. A request the producer
+// answers whole (Producer::answer: the hub's subscription API) gets that answer, written by a Stream.
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@ private:
     void serve(Connection& connection, Streams& streams, Producer* producer, const CorsPolicy* cors,
                const Headers& cors_headers);
     void publish(Connection& connection, Producer& producer, Publisher& publisher, const std::string& cors_lines);
+    void respond(Connection& connection, Streams& streams, const Answer& answer, const std::string& cors_lines);
 
     const Registry& registry_;
     Settings settings_;

@@ -9,11 +9,15 @@
 // This slice: 0.x publishing and subscribing, 1.0's subscriber side (match=, match_urlpattern=,
 // last_event_id=, Mercure-Last-Event-ID); relative URL patterns are taken against the URL the
 // request reached the hub at (REQUEST_SCHEME, Host, path), else default_hub_url; CORS (cors_origins,
-// http/cors.hpp), its preflight answered by the route. Not yet:
-// `aud`/`iss` settings, subscriptions' `payload`, 1.0's subscription events.
+// http/cors.hpp), its preflight answered by the route. "Active Subscriptions" when hub_subscriptions
+// is on: a private update as each subscription comes and goes (with its token's `payload`), and the
+// subscription API (GET /.well-known/mercure/subscriptions...), both forms (hub/subscriptions.hpp).
+// Not yet: `aud`/`iss` settings.
 #include <chrono>
 #include <cstddef>
+#include <list>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -39,6 +43,9 @@ struct HubSettings {
     // 1 when each request gets a fastsse process of its own (mod_fcgid): publications could not
     // reach the subscribers of other processes, so the hub refuses to pretend (503).
     unsigned one_request_per_process = 0;
+    // 1: "Active Subscriptions": subscription events and the subscription API. Off, neither costs
+    // anything, and the API's paths answer 404.
+    unsigned subscriptions = 0;
 };
 const SettingTable<HubSettings>& hub_settings();
 
@@ -60,13 +67,26 @@ public:
     const CorsPolicy* cors() const override { return &settings_.cors; }
 
     void publish(const Request& request, std::string_view body, PublishDone done) override;
+    // The subscription API, for a path under /.well-known/mercure/subscriptions; nullopt elsewhere.
+    std::optional<Answer> answer(const Request& request) override;
 
     size_t subscribers() const { return channel_ ? channel_->subscribers() : 0; }
 
+    // The most a subscriber's payloads (its token's, for its subscriptions) may take together while
+    // hub_subscriptions is on: they are kept as long as it stays, and sent with each of its events.
+    static constexpr size_t max_payload_bytes = 4096;
+    // The most an answer of the subscription API lists, in bytes of its documents; beyond, the
+    // answer says "truncated": true (draft 08 allows truncating a collection).
+    static constexpr size_t max_answer_bytes = 1 << 20;
+
 private:
     class Subscriber;
+    struct Presence;
     std::unique_ptr<Subscriber> prepare(const StreamStart& start) const;
     Channel& channel();
+    // Subscription events: one per topic selector of `subscriber`.
+    void announce(const Subscriber& subscriber, bool active);
+    void leave(Subscriber& subscriber) noexcept;
 
     EventLoop& loop_;
     HubSettings settings_;
@@ -74,6 +94,10 @@ private:
     ChannelStore* store_ = &own_store_;
     Channel* channel_ = nullptr;
     hub::UpdateIds ids_;
+    // With hub_subscriptions: the subscribers announced, in the order they came (for the API), and
+    // the id of the last update the hub sent (the API's lastEventID). Never walked by a publish.
+    std::list<const Subscriber*> present_;
+    std::string last_event_id_;
 };
 
 }  // namespace fastsse

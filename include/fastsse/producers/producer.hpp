@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -85,6 +86,14 @@ struct PublishAnswer {
 using PublishOutcome = std::variant<PublishAnswer, RequestError>;
 using PublishDone = std::function<void(PublishOutcome)>;
 
+// A whole answer a producer gives to a GET or HEAD instead of a stream (the Mercure hub's
+// subscription API): 200, its content type, its headers, its body (which may take many writes).
+struct Answer {
+    std::string content_type;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+};
+
 // A producer that also takes events from the outside, as a POST to its location (the Mercure hub).
 // Optional: a POST to the location of a producer without one is a 405, as any other method.
 class Publisher {
@@ -118,6 +127,13 @@ public:
     virtual ConfigSection* config_section() { return nullptr; }
     // Its publishing side, when it has one: the route hands it a POST.
     virtual Publisher* publisher() { return nullptr; }
+    // A request the producer answers whole instead of streaming (the hub's subscription API, by
+    // the request's path), before Accept is looked at; nullopt: a stream (or a publish), as usual.
+    // Throws RequestError for a refusal. The default answers nothing.
+    virtual std::optional<Answer> answer(const Request& request) {
+        (void)request;
+        return std::nullopt;
+    }
     // The cross-origin requests its locations answer (the hub's cors_origins), when it takes them:
     // its locations then answer OPTIONS (a preflight) and say which origins may read every answer.
     // Null: no CORS header, and OPTIONS is a 405 as any method a location does not take.
