@@ -32,6 +32,12 @@ void Channel::remove_subscriber(uint64_t token) noexcept {
     compact_if_sparse();
 }
 
+void Channel::set_interest(uint64_t token, const Interest* interest) noexcept {
+    auto it = std::lower_bound(slots_.begin(), slots_.end(), token,
+                               [](const Slot& s, uint64_t t) { return s.token < t; });
+    if (it != slots_.end() && it->token == token && it->sink) it->interest = interest;
+}
+
 void Channel::compact_if_sparse() noexcept {
     // Once holes are half the slots: a leave costs O(1) on average, and a walk under way never
     // sees the slots move.

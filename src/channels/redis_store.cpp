@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
+#include <optional>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "fastsse/channels/history.hpp"
@@ -25,6 +28,25 @@ bool is_entry_id(std::string_view id) {
     return std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || c == '-'; }) &&
            id.find('-', dash + 1) == id.npos;
 }
+
+// An entry's id as two numbers, in the stream's order; nullopt for anything else.
+using EntryKey = std::pair<uint64_t, uint64_t>;
+std::optional<EntryKey> entry_key(std::string_view id) {
+    if (!is_entry_id(id)) return std::nullopt;
+    auto dash = id.find('-');
+    EntryKey key;
+    auto ms = std::from_chars(id.data(), id.data() + dash, key.first);
+    auto seq = std::from_chars(id.data() + dash + 1, id.data() + id.size(), key.second);
+    if (ms.ec != std::errc() || seq.ec != std::errc()) return std::nullopt;  // out of range
+    return key;
+}
+
+// The Interest of a subscriber held back (RedisChannel::subscribe): it wants nothing yet.
+class HeldBack final : public Interest {
+public:
+    bool wants(const UpdateMeta&) const override { return false; }
+};
+const HeldBack held_back;
 
 // The topics of an update, in one field: each as <length>:<bytes>, so that any byte may be in one.
 std::string pack_topics(std::span<const std::string> topics) {
@@ -92,14 +114,54 @@ public:
 
     Joined subscribe(Sink& sink, std::optional<std::string_view> last_id, const Interest* interest) override {
         Joined joined;
-        if (last_id) joined.resume = history_.replay(sink, *last_id, interest);
+        if (last_id) {
+            if (auto ahead = unread_entry(*last_id)) {
+                // Another process read this entry first and sent it (its client came here since):
+                // nothing to replay, and nothing until this process's reads pass the entry. Not
+                // `earliest` and the whole history again; not that entry twice.
+                joined.resume.found = true;
+                joined.resume.last_event_id = std::string(*last_id);
+                joined.subscription = add_subscriber(sink, &held_back);
+                held_.push_back({token_of(joined.subscription), *ahead, interest});
+                return joined;
+            }
+            joined.resume = history_.replay(sink, *last_id, interest);
+        }
         joined.subscription = add_subscriber(sink, interest);
         return joined;
+    }
+
+    // An id this store gave (#<entry>) that is not in the history and comes after the last entry
+    // read. Not when nothing was read since the start or since the stream lost its entries: then
+    // an id from before (a Redis restarted empty) is not told apart from one to come, and gets
+    // `earliest`, as an unknown id does.
+    std::optional<EntryKey> unread_entry(std::string_view id) const {
+        if (id.size() < 2 || id[0] != '#' || history_.contains(id)) return std::nullopt;
+        auto key = entry_key(id.substr(1));
+        auto last = entry_key(last_read_);
+        if (!key || !last || *last == EntryKey{0, 0} || *key <= *last) return std::nullopt;
+        return key;
+    }
+
+    // Lets in the subscribers held back after an entry before `entry` (inclusive: after it too).
+    void let_in(const EntryKey& entry, bool inclusive) {
+        std::erase_if(held_, [&](const Held& h) {
+            if (h.after > entry || (h.after == entry && !inclusive)) return false;
+            set_interest(h.token, h.interest);  // no-op for one that left
+            return true;
+        });
     }
 
     // An entry read from the stream: kept, and sent to this process's subscribers.
     void deliver(std::string_view entry_id, const RedisReply& fields) {
         last_read_ = std::string(entry_id);
+        auto key = entry_key(entry_id);
+        if (!held_.empty() && key) let_in(*key, false);  // those held back after an older entry get this one
+        deliver_entry(entry_id, fields);
+        if (!held_.empty() && key) let_in(*key, true);   // those after this one get the next
+    }
+
+    void deliver_entry(std::string_view entry_id, const RedisReply& fields) {
         std::optional<std::string_view> id, data, type, retry, topics;
         bool is_private = false;
         for (size_t i = 0; i + 1 < fields.size(); i += 2) {
@@ -143,6 +205,13 @@ public:
     const HistoryLimits limits_;
     History history_;
     std::string last_read_ = "0-0";  // the newest entry delivered (or loaded)
+    // Subscribers held back until the reads pass the entry they resume after (unread_entry()).
+    struct Held {
+        uint64_t token;
+        EntryKey after;
+        const Interest* interest;  // theirs, let in then; never called here
+    };
+    std::vector<Held> held_;
     bool loaded_ = false;            // the history was loaded once (later syncs check it instead)
     bool synced_ = false;            // loaded or checked on the current connections: read it
 };

@@ -29,8 +29,10 @@ from fastsse_testlib import (TEST_LOCATIONS, Fastsse, FastsseLog, _replace_once,
                              free_port, kill_if_same, make_dir, start_on_free_port, stop_process, wait_accepting)
 
 APACHE = os.environ.get("FASTSSE_APACHE", "/usr/sbin/apache2")
-MODES = ("proxy_fcgi", "fcgid")
-MODE_FILES = {"proxy_fcgi": "fastsse-proxy-fcgi.conf", "fcgid": "fastsse-fcgid.conf"}
+MODES = ("proxy_fcgi", "fcgid", "balancer")
+MODE_FILES = {"proxy_fcgi": "fastsse-proxy-fcgi.conf", "fcgid": "fastsse-fcgid.conf",
+              "balancer": "fastsse-balancer.conf"}
+MODE_DEFINES = {"proxy_fcgi": [], "fcgid": ["-DFCGID"], "balancer": ["-DBALANCER"]}
 
 
 
@@ -71,7 +73,8 @@ def _replace_all(text: str, old: str, new: str, where: str, at_least: int = 1) -
 class Apache:
     """A real Apache, configured from the repository's apache/ files, serving 127.0.0.1:port.
 
-    proxy_fcgi: upstream is fastsse's unix socket path. fcgid: fastsse_binary and fastsse_config are
+    proxy_fcgi: upstream is fastsse's unix socket path; balancer: a list of them, one a process
+    (mod_proxy_balancer, as apache/fastsse-balancer.conf). fcgid: fastsse_binary and fastsse_config are
     the paths mod_fcgid starts (both in the reach folder). fcgid_max_processes replaces the limit
     of fastsse-fcgid.conf."""
 
@@ -110,6 +113,12 @@ class Apache:
         where = f"apache/{mode_file}"
         if self.mode == "proxy_fcgi":
             text = _replace_once(text, "unix:/run/fastsse.sock|", f"unix:{self.upstream}|", where)
+        elif self.mode == "balancer":
+            shipped = len(re.findall(r"BalancerMember \"unix:/run/fastsse-\d+\.sock\|", text))
+            if shipped != len(self.upstream):
+                raise AssertionError(f"{where} has {shipped} members, the test {len(self.upstream)}: update {__file__}")
+            for i, sock in enumerate(self.upstream, 1):
+                text = _replace_once(text, f"unix:/run/fastsse-{i}.sock|", f"unix:{sock}|", where)
         else:
             text = _replace_all(text, "/usr/bin/fastsse", str(self.fastsse_binary), where, at_least=2)
             text = _replace_once(text, "--config /etc/fastsse/fastsse.toml", f"--config {self.fastsse_config}", where)
@@ -147,7 +156,7 @@ class Apache:
         (self.reach / "run").mkdir(exist_ok=True)
 
     def argv(self) -> list[str]:
-        return [APACHE, "-f", str(self.conf_path), "-DFOREGROUND"] + (["-DFCGID"] if self.mode == "fcgid" else [])
+        return [APACHE, "-f", str(self.conf_path), "-DFOREGROUND", *MODE_DEFINES[self.mode]]
 
     def start(self, timeout: float = 10.0) -> "Apache":
         with open(self.dir / "logs" / "apache2.out", "ab") as out:

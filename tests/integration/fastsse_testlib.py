@@ -87,14 +87,16 @@ def start_on_free_port(make: Callable[[], object], attempts: int = 3):
 class RedisServer:
     """A redis-server of the test's own (Debian's), on 127.0.0.1, without persistence: its data goes
     with it. start() on a free port (or the port given: a Redis started again where its clients
-    look), stop() by PID. .url is what fastsse's --engine takes."""
+    look), stop() by PID. .url is what fastsse's --engine takes. args: more of redis-server's
+    options (--requirepass secret)."""
 
     BINARY = "/usr/bin/redis-server"
 
-    def __init__(self, workdir: Path, port: Optional[int] = None, name: str = "redis"):
+    def __init__(self, workdir: Path, port: Optional[int] = None, name: str = "redis", args=()):
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.name = name
+        self.args = list(args)
         self.log_path = self.workdir / f"{name}.log"
         self.proc: Optional[subprocess.Popen] = None
 
@@ -104,7 +106,7 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
         argv = [self.BINARY, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--logfile", str(self.log_path), "--dir", str(self.workdir)]
+                "--logfile", str(self.log_path), "--dir", str(self.workdir), *self.args]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, cwd=self.workdir, start_new_session=True)
         self.pid = self.proc.pid

@@ -12,10 +12,14 @@ from fastsse_testlib import ES, Fastsse, HttpStream, Nginx, make_dir, start_on_f
 
 
 def upstream_conf(source, sockets) -> str:
-    """nginx/fastsse-upstream.conf with its server lines pointing at these sockets."""
+    """nginx/fastsse-upstream.conf with its server lines pointing at these sockets, their parameters
+    kept."""
     text = (source / "nginx/fastsse-upstream.conf").read_text()
-    servers = "".join(f"    server unix:{s};\n" for s in sockets)
-    text, n = re.subn(r"(    server unix:/run/fastsse-\d+\.sock;\n)+", lambda m: servers, text)
+
+    def servers(m):
+        return "".join(f"    server unix:{s}{m.group(2)};\n" for s in sockets)
+
+    text, n = re.subn(r"(    server unix:/run/fastsse-\d+\.sock([^;\n]*);\n)+", servers, text)
     assert n == 1, "nginx/fastsse-upstream.conf no longer lists /run/fastsse-N.sock servers: update this test"
     return text
 

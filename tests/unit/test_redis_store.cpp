@@ -180,6 +180,54 @@ TEST_CASE("RedisStore: connections lost: publishes are refused, then the process
     CHECK(occurrences(log.text(), "connected again") == 1);
 }
 
+TEST_CASE("RedisStore: a client resumes after an entry this process has not read yet: nothing replayed, nothing twice") {
+    RedisServer redis;
+    fastsse::EventLoop loop;
+    auto slow = options_for(redis);
+    slow.reconnect_first = 1s;  // this process stays away while the other publishes
+    slow.reconnect_cap = 1s;
+    RedisStore a(loop, slow);
+    auto& ca = a.channel("hub", limits);
+    a.start();
+    Publish before(ca, "before");
+    REQUIRE(run_loop_until(loop, [&] { return before.answered(); }, 5s));
+    {
+        fastsse::redis::RedisConnection admin(loop, redis.options(), {});
+        REQUIRE(run_loop_until(loop, [&] { return admin.state() == fastsse::redis::RedisConnection::State::ready; }, 5s));
+        bool killed = false;
+        REQUIRE(admin.command({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"}, [&](auto&) { killed = true; }));
+        REQUIRE(run_loop_until(loop, [&] { return killed && !a.connected(); }, 5s));
+    }
+    // The other process stores two updates and sends them to its clients; one of them comes here.
+    RedisStore b(loop, options_for(redis));
+    auto& cb = b.channel("hub", limits);
+    b.start();
+    Publish first(cb, "first"), second(cb, "second");
+    REQUIRE(run_loop_until(loop, [&] { return second.answered(); }, 5s));
+    REQUIRE(first.kept());
+
+    ChannelSink sink;
+    auto joined = ca.subscribe(sink, first.outcome->id, nullptr);
+    CHECK(joined.resume.found);
+    CHECK(joined.resume.last_event_id == first.outcome->id);  // not `earliest`: it missed nothing
+    CHECK(joined.resume.replayed == 0);
+    CHECK(sink.calls.empty());
+    // An id never given, far ahead, or one from before: held back, and `earliest`.
+    ChannelSink ahead, old;
+    auto held = ca.subscribe(ahead, "#99999999999999-0", nullptr);
+    CHECK(held.resume.last_event_id == "#99999999999999-0");
+    auto replayed = ca.subscribe(old, "#1-0", nullptr);
+    CHECK(replayed.resume.last_event_id == "earliest");
+
+    // Once this process reads on: the entries after the client's, the one it had not.
+    REQUIRE(run_loop_until(loop, [&] { return a.connected() && sink.calls.size() >= 1; }, 5s));
+    Publish after(ca, "after");
+    REQUIRE(run_loop_until(loop, [&] { return sink.calls.size() >= 2; }, 5s));
+    CHECK(data_of(sink) == std::vector<std::string>{"second", "after"});
+    CHECK(ahead.calls.empty());
+    CHECK(data_of(old) == std::vector<std::string>{"before", "first", "second", "after"});
+}
+
 TEST_CASE("RedisStore: Redis back without its data: subscribers that resume are told `earliest`, and the stream goes on") {
     fastsse_test::LogCapture log;
     std::optional<RedisServer> redis(std::in_place);

@@ -178,6 +178,10 @@ protected:
     // may leave during it (its subscription reset or destroyed, before its Sink) and one may join
     // (it gets none of them). Allocates nothing.
     void fan_out(std::string_view sse_bytes, const UpdateMeta& meta);
+    // A subscriber's Interest from now on, if it is still there (a store that held one back lets
+    // it in: redis_store.cpp). `subscription` names it: token_of() it while it is held.
+    void set_interest(uint64_t token, const Interest* interest) noexcept;
+    static uint64_t token_of(const ChannelSubscription& subscription) noexcept { return subscription.token_; }
 
 private:
     friend class ChannelSubscription;

@@ -17,6 +17,9 @@
 //   A stream that no longer holds that entry (Redis restarted empty, or trimmed what this process
 //   had not read yet) means lost updates: the History is emptied, so that resuming subscribers get
 //   `earliest`.
+// - A client that resumes after an entry of the stream this process has not read yet (another
+//   process read it first and sent it; this one lags, or lost Redis a moment) is answered with its
+//   own id and held back until the reads pass that entry: no replay, nothing twice.
 #include <chrono>
 #include <map>
 #include <memory>
