@@ -130,24 +130,26 @@ void StreamRoute::publish(Connection& c, Producer& producer, Publisher& publishe
     } catch (const OptionError& e) {
         throw RequestError(500, fmt::format("Bad FastCGI param for producer {}: {}", r.fastsse.at("producer"), e.what()));
     }
-    // The outcome may come before publish() returns (an update kept in this process) or later (a
-    // store elsewhere said it kept it): then the connection waits in the completion, which alone
-    // holds it, and goes with it if the store drops the completion (the web server sees a 502).
+    // The outcome may come while publish() runs (an update kept in this process: answered at once,
+    // before its fan-out) or later (a store elsewhere said it kept it): then the connection waits
+    // in the completion, which alone holds it, and goes with it if the store drops the completion
+    // (the web server sees a 502).
     struct Waiting {
-        std::optional<Connection> connection;
-        std::optional<PublishOutcome> early;
+        Connection* during = nullptr;  // while publish() runs
+        std::optional<Connection> after;
+        bool answered = false;
     };
     auto waiting = std::make_shared<Waiting>();
+    waiting->during = &c;
     publisher.publish(r, request_body(c), [waiting, cors_lines](PublishOutcome outcome) {
-        if (!waiting->connection) {
-            waiting->early = std::move(outcome);
-            return;
-        }
-        answer_publish(*waiting->connection, std::move(outcome), cors_lines);
-        waiting->connection.reset();
+        auto* connection = waiting->during ? waiting->during : waiting->after ? &*waiting->after : nullptr;
+        if (!connection || waiting->answered) return;
+        waiting->answered = true;
+        answer_publish(*connection, std::move(outcome), cors_lines);
+        waiting->after.reset();
     });
-    if (waiting->early) return answer_publish(c, std::move(*waiting->early), cors_lines);
-    waiting->connection = std::move(c);
+    waiting->during = nullptr;
+    if (!waiting->answered) waiting->after = std::move(c);
 }
 
 void StreamRoute::respond(Connection& c, Streams& streams, const Answer& answer, const std::string& cors_lines) {

@@ -139,9 +139,9 @@ public:
     // same bytes to every subscriber whose Interest wants `meta` (and to those without one). Throws
     // EventError for a bad name or id: then nothing is kept or sent. A sink may publish from inside
     // its send; that event goes out (to everyone there) before this one reaches the later subscribers.
-    // `done` (if given) is called once: before publish() returns in a store of this process; later in
-    // one elsewhere (Redis), which fans out when the event comes back from it, in its order, to the
-    // subscribers of every process.
+    // `done` (if given) is called once: before publish() returns in a store of this process (once
+    // the event is kept, before the fan-out); later in one elsewhere (Redis), which fans out when the
+    // event comes back from it, in its order, to the subscribers of every process.
     virtual void publish(const Event& event, const UpdateMeta& meta, PublishedFn done) = 0;
     void publish(const Event& event, const UpdateMeta& meta) { publish(event, meta, nullptr); }
     // An event for everyone: no topics, public.
