@@ -66,17 +66,7 @@ env[MERCURE_URL] = http://127.0.0.1:PORT/.well-known/mercure
     assert f"unix:{sock}" in locations and f"root {www};" in locations
     nginx_conf = f"location = /chat.html {{ root {www}; }}\n{locations}"
 
-    saved = {k: os.environ.get(k) for k in ("MERCURE_PUBLISHER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY")}
-    os.environ["MERCURE_PUBLISHER_JWT_KEY"] = hublib.PUBLISHER_KEY
-    os.environ["MERCURE_SUBSCRIBER_JWT_KEY"] = hublib.SUBSCRIBER_KEY
-    try:
-        stack = make_module_stack(work, nginx_conf=nginx_conf)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    stack = hublib.with_keys(lambda: make_module_stack(work, nginx_conf=nginx_conf))
     fpm_conf.write_text(fpm_conf.read_text().replace("PORT", str(stack.port)))
     # As root (the tests' workers are root too: the build folder may be private): -R allows it.
     fpm = subprocess.Popen([php_fpm(), "--fpm-config", str(fpm_conf), "--nodaemonize", "-R"],

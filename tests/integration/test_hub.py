@@ -80,31 +80,37 @@ class Hub:
         self.fastsse = stack.fastsse
 
 
-@pytest.fixture(scope="module", params=HUB_FRONTS)
-def hub(paths, make_module_stack, request):
-    """fastsse behind the front, its keys from the environment (as Mercure's hub takes them)."""
+def with_keys(make):
+    """make()'s result, fastsse started inside it with the tests' keys in its environment (as Mercure's
+    hub takes them), the test process's own environment as it was after."""
     saved = {k: os.environ.get(k) for k in ("MERCURE_PUBLISHER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY")}
     os.environ["MERCURE_PUBLISHER_JWT_KEY"] = PUBLISHER_KEY
     os.environ["MERCURE_SUBSCRIBER_JWT_KEY"] = SUBSCRIBER_KEY
-    args = ["--cors-origins", APP_ORIGIN]
-    workdir = make_dir(paths.work / f"hub-{request.param}")
-    apache = redis = None
     try:
-        if request.param == "nginx":
-            hub = Hub("nginx", make_module_stack(workdir, args), "/t/hub-anonymous")
-        elif request.param == "nginx-redis":
-            redis = RedisServer(workdir).start()
-            hub = Hub("nginx-redis", make_module_stack(workdir, [*args, "--engine", redis.url]), "/t/hub-anonymous",
-                      ENTRY_ID)
-        else:
-            apache = ApacheStack(paths, workdir, "proxy_fcgi", fastsse_args=args)
-            hub = Hub(request.param, apache, "/events/t/hub-anonymous")
+        return make()
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="module", params=HUB_FRONTS)
+def hub(paths, make_module_stack, request):
+    """fastsse behind the front, its keys from the environment."""
+    args = ["--cors-origins", APP_ORIGIN]
+    workdir = make_dir(paths.work / f"hub-{request.param}")
+    apache = redis = None
+    if request.param == "nginx":
+        hub = Hub("nginx", with_keys(lambda: make_module_stack(workdir, args)), "/t/hub-anonymous")
+    elif request.param == "nginx-redis":
+        redis = RedisServer(workdir).start()
+        stack = with_keys(lambda: make_module_stack(workdir, [*args, "--engine", redis.url]))
+        hub = Hub("nginx-redis", stack, "/t/hub-anonymous", ENTRY_ID)
+    else:
+        apache = with_keys(lambda: ApacheStack(paths, workdir, "proxy_fcgi", fastsse_args=args))
+        hub = Hub(request.param, apache, "/events/t/hub-anonymous")
     yield hub
     if redis is not None:
         hub.stack.stop()  # before its Redis: a fastsse that lost it would only wait for it

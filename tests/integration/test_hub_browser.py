@@ -28,19 +28,9 @@ NODE_TIMEOUT = 60
 
 @pytest.fixture(scope="module")
 def hub(paths, make_module_stack):
-    saved = {k: os.environ.get(k) for k in ("MERCURE_PUBLISHER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY")}
-    os.environ["MERCURE_PUBLISHER_JWT_KEY"] = hublib.PUBLISHER_KEY
-    os.environ["MERCURE_SUBSCRIBER_JWT_KEY"] = hublib.SUBSCRIBER_KEY
     # The page on the hub's own origin, as a Symfony application serves its pages.
     page = f"location = /hub-page.html {{ default_type text/html; alias {PAGE}; }}\n"
-    try:
-        return make_module_stack(make_dir(paths.work / "hub-browser"), nginx_conf=page)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return hublib.with_keys(lambda: make_module_stack(make_dir(paths.work / "hub-browser"), nginx_conf=page))
 
 
 def run_browser(spec: dict, workdir: Path) -> dict:

@@ -23,17 +23,7 @@ AUTOLOADER = Path("/usr/share/php/Symfony/Component/Mercure/autoload.php")  # ph
 @pytest.fixture(scope="module")
 def hub(paths, make_module_stack):
     """fastsse behind nginx with the keys in its environment; the same keys as test_hub.py."""
-    saved = {k: os.environ.get(k) for k in ("MERCURE_PUBLISHER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY")}
-    os.environ["MERCURE_PUBLISHER_JWT_KEY"] = hublib.PUBLISHER_KEY
-    os.environ["MERCURE_SUBSCRIBER_JWT_KEY"] = hublib.SUBSCRIBER_KEY
-    try:
-        return make_module_stack(make_dir(paths.work / "hub-php"))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return hublib.with_keys(lambda: make_module_stack(make_dir(paths.work / "hub-php")))
 
 
 topic = hublib.topic  # the fixture: a topic prefix unique to the test

@@ -8,7 +8,6 @@ published and the API answers 404.
 
 Every test uses topics of its own (the hub is one for the module)."""
 import json
-import os
 from urllib.parse import quote
 
 import pytest
@@ -42,20 +41,6 @@ class Hub:
         self.fastsse = stack.fastsse
 
 
-def with_keys(make):
-    saved = {k: os.environ.get(k) for k in ("MERCURE_PUBLISHER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY")}
-    os.environ["MERCURE_PUBLISHER_JWT_KEY"] = hublib.PUBLISHER_KEY
-    os.environ["MERCURE_SUBSCRIBER_JWT_KEY"] = hublib.SUBSCRIBER_KEY
-    try:
-        return make()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 @pytest.fixture(scope="module", params=hublib.HUB_FRONTS)
 def hub(paths, make_module_stack, request):
     """fastsse with hub_subscriptions = 1 behind the front. Apache notices a client that left only
@@ -63,9 +48,9 @@ def hub(paths, make_module_stack, request):
     args = ["--hub-subscriptions", "1", "--heartbeat", "1"]
     workdir = make_dir(paths.work / f"hub-subscriptions-{request.param}")
     if request.param == "nginx":
-        yield Hub(with_keys(lambda: make_module_stack(workdir, args)))
+        yield Hub(hublib.with_keys(lambda: make_module_stack(workdir, args)))
         return
-    apache = with_keys(lambda: ApacheStack(paths, workdir, "proxy_fcgi", fastsse_args=args))
+    apache = hublib.with_keys(lambda: ApacheStack(paths, workdir, "proxy_fcgi", fastsse_args=args))
     yield Hub(apache)
     complaints = apache.complaints()
     apache.stop()
@@ -75,7 +60,7 @@ def hub(paths, make_module_stack, request):
 @pytest.fixture(scope="module")
 def hub_off(paths, make_module_stack):
     """fastsse as shipped (hub_subscriptions unset), behind nginx."""
-    return Hub(with_keys(lambda: make_module_stack(make_dir(paths.work / "hub-subscriptions-off"))))
+    return Hub(hublib.with_keys(lambda: make_module_stack(make_dir(paths.work / "hub-subscriptions-off"))))
 
 
 @pytest.fixture

@@ -23,11 +23,23 @@
 #include <utility>
 #include <vector>
 
+#include "fastsse/http/request.hpp"
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/loop/fd.hpp"
 #include "fastsse/producers/producer.hpp"
 
 namespace fastsse_test {
+
+// The status a call refused with (0: it did not throw a RequestError).
+template <class Fn>
+int status_of(Fn fn) {
+    try {
+        fn();
+    } catch (const fastsse::RequestError& e) {
+        return e.status;
+    }
+    return 0;
+}
 
 // Runs the loop until done() holds (checked every 2 ms, and whenever something else stops the
 // loop), or until the deadline; returns done().

@@ -21,6 +21,7 @@
 using namespace std::chrono_literals;
 using fastsse::Request;
 using fastsse::RequestError;
+using fastsse_test::status_of;
 
 namespace {
 
@@ -44,17 +45,6 @@ Request post(std::optional<std::string> bearer) {
     r.content_type = "application/x-www-form-urlencoded";
     if (bearer) r.authorization = "Bearer " + *bearer;
     return r;
-}
-
-// The status a call refused with (0: it did not throw a RequestError).
-template <class Fn>
-int status_of(Fn fn) {
-    try {
-        fn();
-    } catch (const RequestError& e) {
-        return e.status;
-    }
-    return 0;
 }
 
 struct Hub {

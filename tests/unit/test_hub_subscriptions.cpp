@@ -21,6 +21,7 @@
 using namespace std::literals;
 using fastsse::Request;
 using fastsse::RequestError;
+using fastsse_test::status_of;
 using json = nlohmann::json;
 namespace hub = fastsse::hub;
 
@@ -164,15 +165,6 @@ std::string subscriber(std::string_view topics, std::string_view payload = "") {
     std::string mercure = R"({"subscribe":)" + std::string(topics);
     if (!payload.empty()) mercure += R"(,"payload":)" + std::string(payload);
     return token(R"({"mercure":)" + mercure + "}}");
-}
-
-int status_of(auto fn) {
-    try {
-        fn();
-    } catch (const RequestError& e) {
-        return e.status;
-    }
-    return 0;
 }
 
 struct Hub {
