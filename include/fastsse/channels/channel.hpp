@@ -1,12 +1,12 @@
 #pragma once
 // Channels: events published once and sent to every stream that subscribes, with a bounded history
 // for late joiners and for clients that come back with Last-Event-ID. A ChannelStore keeps them by
-// name: in this process now (memory_store.hpp), in Redis later, as nchan's nchan_store_t has
-// store/memory and store/redis behind one table of functions.
+// name: in this process (memory_store.hpp) or in Redis (redis_store.hpp), as nchan's nchan_store_t
+// has store/memory and store/redis behind one table of functions. The history itself is history.hpp.
 //
-// Ids are opaque text, chosen by whoever makes them (the publisher now; a store such as Redis
-// Streams, or a hub, later): a channel never reads a number out of one. A subscriber resumes after
-// the id it saw last, or gets the whole history when that id is not in it.
+// Ids are opaque text, chosen by whoever makes them (the publisher, the hub, or a store such as
+// Redis Streams: assigns_ids()): a channel never reads a number out of one. A subscriber resumes
+// after the id it saw last, or gets the whole history when that id is not in it.
 //
 // An event may carry where it goes (UpdateMeta: a Mercure update's topics and private flag), and a
 // subscriber may say what it wants of them (an Interest): the hub's subscribers share one channel
