@@ -6,24 +6,18 @@
 //
 //   node chat_page.mjs --url http://127.0.0.1:PORT/chat.html [--modules DIR] [--chromium PATH]
 //        [--timeout-ms 20000] [--screenshot OUT.png]
-import { createRequire } from 'node:module';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
+
+import { CHROMIUM_ARGS, commonOptions, loadChromium, runAndPrint } from './browser_script.mjs';
 
 const { values: opt } = parseArgs({
   options: {
     url: { type: 'string' },
-    modules: { type: 'string', default: process.env.FASTSSE_BROWSER_DIR || process.cwd() },
-    chromium: { type: 'string', default: '/usr/bin/chromium' },
-    'timeout-ms': { type: 'string', default: '20000' },
+    ...commonOptions(20000),
     screenshot: { type: 'string' },
   },
 });
 const timeoutMs = Number(opt['timeout-ms']);
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 const result = { ok: false, error: null, tabs: [], console_errors: [], page_errors: [] };
 
 // The messages a tab shows, oldest first.
@@ -32,8 +26,7 @@ const readTab = () => [...document.querySelectorAll('#chat [data-list] > li')].r
                   message: [...li.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join('') }));
 
 async function main() {
-  const require = createRequire(path.join(path.resolve(opt.modules), 'package.json'));
-  const { chromium } = require('playwright-core');
+  const chromium = loadChromium(opt.modules);
   const browser = await chromium.launch({ executablePath: opt.chromium, headless: true, args: CHROMIUM_ARGS, timeout: 20000 });
   try {
     const context = await browser.newContext();   // one user, two tabs
@@ -66,12 +59,4 @@ async function main() {
   }
 }
 
-let status = 0;
-try {
-  await main();
-} catch (e) {
-  result.error = e?.stack ?? String(e);
-  status = 1;
-}
-process.stdout.write(JSON.stringify(result) + '\n');
-process.exitCode = status;
+await runAndPrint(main, result);

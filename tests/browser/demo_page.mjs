@@ -14,20 +14,19 @@
 // Exit status: 0 when the JSON was printed (whether or not the page got everything: "ok" and
 // "waiting_for" say), 1 when the browser could not be driven at all ("error" says why).
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+
+import { CHROMIUM_ARGS, commonOptions, loadChromium, runAndPrint } from './browser_script.mjs';
 
 const { values: opt } = parseArgs({
   options: {
     url: { type: 'string' },
     screenshot: { type: 'string' },
     profile: { type: 'string' },
-    modules: { type: 'string', default: process.env.FASTSSE_BROWSER_DIR || process.cwd() },
-    chromium: { type: 'string', default: '/usr/bin/chromium' },
+    ...commonOptions(40000),
     'bounded-ids': { type: 'string', default: '12' },
     'count-lines': { type: 'string', default: '10' },
-    'timeout-ms': { type: 'string', default: '40000' },
   },
 });
 for (const name of ['url', 'screenshot', 'profile']) {
@@ -42,13 +41,6 @@ const timeoutMs = Number(opt['timeout-ms']);
 const t0 = Date.now();
 const since = () => Date.now() - t0;
 const log = (...args) => console.error(`[demo_page ${(since() / 1000).toFixed(2)} s]`, ...args);
-
-// Chromium flags for a headless run as root on a machine without a display or internet.
-// playwright-core adds --headless, --no-sandbox (chromiumSandbox: false) and the profile itself.
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 
 const result = {
   ok: false,
@@ -116,13 +108,7 @@ function missing(boxes, clockIds) {
 }
 
 async function main() {
-  const require = createRequire(path.join(path.resolve(opt.modules), 'package.json'));
-  let chromium;
-  try {
-    ({ chromium } = require('playwright-core'));
-  } catch (e) {
-    throw new Error(`playwright-core not found under ${opt.modules}/node_modules (run \`npm ci\` there): ${e.message}`);
-  }
+  const chromium = loadChromium(opt.modules);
   if (!fs.existsSync(opt.chromium)) throw new Error(`no chromium at ${opt.chromium} (apt-get install chromium)`);
 
   // A fresh profile of our own (launchPersistentContext: playwright refuses --user-data-dir in args).
@@ -211,12 +197,4 @@ async function main() {
   }
 }
 
-let status = 0;
-try {
-  await main();
-} catch (e) {
-  result.error = e?.stack ?? String(e);
-  status = 1;
-}
-process.stdout.write(JSON.stringify(result) + '\n');
-process.exitCode = status;
+await runAndPrint(main, result);

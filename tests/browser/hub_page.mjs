@@ -15,16 +15,14 @@
 // Exit 0 when the JSON was printed ("ok" and "waiting_for" say whether all came); 1 on an error.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
+
+import { CHROMIUM_ARGS, commonOptions, loadChromium, runAndPrint } from './browser_script.mjs';
 
 const { values: opt } = parseArgs({
   options: {
     spec: { type: 'string' },
-    modules: { type: 'string', default: process.env.FASTSSE_BROWSER_DIR || process.cwd() },
-    chromium: { type: 'string', default: '/usr/bin/chromium' },
-    'timeout-ms': { type: 'string', default: '20000' },
+    ...commonOptions(20000),
   },
 });
 if (!opt.spec) {
@@ -36,22 +34,10 @@ const timeoutMs = Number(opt['timeout-ms']);
 const t0 = Date.now();
 const log = (...args) => console.error(`[hub_page ${((Date.now() - t0) / 1000).toFixed(2)} s]`, ...args);
 
-// As demo_page.mjs: headless, as root, no display, no internet.
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
 const result = { ok: false, waiting_for: [], error: null, published: [], pages: {}, console_errors: [], page_errors: [] };
 
 async function main() {
-  const require = createRequire(path.join(path.resolve(opt.modules), 'package.json'));
-  let chromium;
-  try {
-    ({ chromium } = require('playwright-core'));
-  } catch (e) {
-    throw new Error(`playwright-core not found under ${opt.modules}/node_modules (run \`npm ci\` there): ${e.message}`);
-  }
+  const chromium = loadChromium(opt.modules);
   const browser = await chromium.launch({ executablePath: opt.chromium, headless: true, args: CHROMIUM_ARGS, timeout: 20000 });
   try {
     const pages = {};
@@ -103,12 +89,4 @@ async function main() {
   }
 }
 
-let status = 0;
-try {
-  await main();
-} catch (e) {
-  result.error = e?.stack ?? String(e);
-  status = 1;
-}
-process.stdout.write(JSON.stringify(result) + '\n');
-process.exitCode = status;
+await runAndPrint(main, result);

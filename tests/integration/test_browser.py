@@ -111,11 +111,13 @@ def stop_node(proc: subprocess.Popen):
         proc.wait(timeout=5)
 
 
-def run_node_script(argv: list[str], workdir: Path, env: dict, timeout: float) -> tuple[bytes, str]:
+def run_node_script(argv: list[str], workdir: Path, env: dict, timeout: float) -> tuple[bytes, str, int]:
     """Runs a browser script (node, in a session of its own) to its end or `timeout`, then stops it
-    and whatever browser it left behind; returns its stdout and its log (stderr, in workdir)."""
+    and whatever browser it left behind; returns its stdout, its log (stderr, in workdir) and its
+    exit status."""
     log_path = workdir / "node.log"
     known = {pid for pid, _ in children_of(os.getpid())}  # fastsse, nginx: not the browser's
+    started = time.monotonic()
     with adopting_orphans():
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
@@ -124,13 +126,17 @@ def run_node_script(argv: list[str], workdir: Path, env: dict, timeout: float) -
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"the browser script took more than {timeout} s; its log:\n{log_path.read_text()[-4000:]}")
+            pytest.fail(f"the browser script took more than {timeout} s; its log:\n"
+                        f"{log_path.read_text(errors='replace')[-4000:]}")
         finally:
             stop_node(proc)
-            stop_adopted(known - {proc.pid})
+            adopted = stop_adopted(known - {proc.pid})
+    elapsed = time.monotonic() - started
     log_text = log_path.read_text(errors="replace")
-    print(f"browser script exit {proc.returncode}; its log:\n{log_text}")
-    return out, log_text
+    print(f"browser script: {elapsed:.1f} s, exit {proc.returncode}; its log ({log_path}):\n{log_text}")
+    if adopted:
+        print(f"browser processes adopted after node exited, killed and reaped: {adopted}")
+    return out, log_text, proc.returncode
 
 
 def browser_tools() -> tuple[str, Path, str]:
@@ -159,34 +165,13 @@ def run_browser(url: str, workdir: Path, tools: tuple[str, Path, str]) -> dict:
             "--chromium", chromium, "--bounded-ids", str(BOUNDED_IDS), "--count-lines", str(COUNT_LINES),
             "--timeout-ms", str(PAGE_TIMEOUT_MS)]
     env = dict(os.environ, TMPDIR=str(make_dir(workdir / "tmp")))  # anything chromium leaves stays here
-    log_path = workdir / "node.log"
-    known = {pid for pid, _ in children_of(os.getpid())}  # fastsse, nginx: not the browser's
-    started = time.monotonic()
-    with adopting_orphans():
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                                    cwd=workdir, env=env, start_new_session=True)
-        known.add(proc.pid)
-        try:
-            out, _ = proc.communicate(timeout=NODE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            stop_node(proc)
-            pytest.fail(f"the browser script took more than {NODE_TIMEOUT} s; its log:\n"
-                        f"{log_path.read_text(errors='replace')[-4000:]}")
-        finally:
-            stop_node(proc)
-            adopted = stop_adopted(known - {proc.pid})
-    elapsed = time.monotonic() - started
-    log_text = log_path.read_text(errors="replace")
-    print(f"browser script: {elapsed:.1f} s, exit {proc.returncode}; its log ({log_path}):\n{log_text}")
-    if adopted:
-        print(f"browser processes adopted after node exited, killed and reaped: {adopted}")
+    out, log_text, status = run_node_script(argv, workdir, env, NODE_TIMEOUT)
     lines = out.decode(errors="replace").strip().splitlines()
-    assert lines, f"the browser script printed nothing (exit {proc.returncode}); its log:\n{log_text[-4000:]}"
+    assert lines, f"the browser script printed nothing (exit {status}); its log:\n{log_text[-4000:]}"
     result = json.loads(lines[-1])
     (workdir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     assert result["error"] is None, f"the browser script failed: {result['error']}\nits log:\n{log_text[-4000:]}"
-    assert proc.returncode == 0, f"the browser script exited {proc.returncode}"
+    assert status == 0, f"the browser script exited {status}"
     return result
 
 

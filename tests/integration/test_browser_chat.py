@@ -120,7 +120,7 @@ def test_two_tabs_show_each_others_messages(chat, workdir):
     argv = [node, str(SCRIPT), "--url", f"http://127.0.0.1:{chat.port}/chat.html", "--modules", str(modules),
             "--chromium", chromium, "--screenshot", str(screenshot)]
     env = dict(os.environ, TMPDIR=str(make_dir(workdir / "tmp")))
-    out, _ = browserlib.run_node_script(argv, workdir, env, NODE_TIMEOUT)
+    out, _, _ = browserlib.run_node_script(argv, workdir, env, NODE_TIMEOUT)
     r = json.loads(out.decode().strip().splitlines()[-1])
     (workdir / "result.json").write_text(json.dumps(r, indent=2) + "\n")
     assert r["error"] is None and r["ok"], r["error"]

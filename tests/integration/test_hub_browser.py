@@ -43,7 +43,7 @@ def run_browser(spec: dict, workdir: Path) -> dict:
     spec_path.write_text(json.dumps(spec, indent=2))
     argv = [node, str(SCRIPT), "--spec", str(spec_path), "--modules", str(modules), "--chromium", chromium]
     env = dict(os.environ, TMPDIR=str(make_dir(workdir / "tmp")), MERCURE_PUBLISHER_JWT_KEY=hublib.PUBLISHER_KEY)
-    out, log_text = browserlib.run_node_script(argv, workdir, env, NODE_TIMEOUT)
+    out, log_text, _ = browserlib.run_node_script(argv, workdir, env, NODE_TIMEOUT)
     lines = out.decode(errors="replace").strip().splitlines()
     assert lines, f"the browser script printed nothing; its log:\n{log_text[-4000:]}"
     result = json.loads(lines[-1])
