@@ -55,8 +55,8 @@ int main(int argc, char** argv) {
     using namespace fastsse;
 
     // Before anything else (and any thread): these signals are read from signalfds, never handled
-    // asynchronously. Children get the default mask and dispositions back (process.cpp). SIGHUP,
-    // whose default would kill us with every stream, is logged and ignored until reload exists.
+    // asynchronously. Children get the default mask and dispositions back (process.cpp). SIGHUP
+    // reloads the config file (Server).
     sigset_t signals;
     sigemptyset(&signals);
     for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&signals, sig);
@@ -74,11 +74,15 @@ int main(int argc, char** argv) {
     auto& hub_producer = *hub;
     registry.add("hub", std::move(hub));  // a Mercure hub: its location takes POST too
 
+    // The process's settings: routes and the server read them where they are, and a reload changes
+    // them there.
     Settings settings;
+    std::optional<SettingsSource> source;
     try {
-        auto loaded = load_settings(argc, argv, registry);
-        if (!loaded) return 0;
-        settings = *loaded;
+        source = SettingsSource::from_command_line(argc, argv, registry);
+        if (!source) return 0;
+        settings = source->read();
+        source->apply_sections();
         // The keys are read: commands' children (which get the whole environment unless their [commands]
         // entry says otherwise) must not inherit them. No thread runs yet: unsetenv is safe here.
         for (const auto& spec : settings_table().specs())
@@ -136,7 +140,14 @@ int main(int argc, char** argv) {
     raise_descriptor_limit(settings.max_streams);
     spdlog::info("listening on {}", listener->address());
     try {
-        Server server(loop, routes, settings, listener->fd());
+        // SIGHUP. What a reload cannot change (the listening socket, the engine) SettingsSource
+        // keeps, and names in the log.
+        auto reload = [&] {
+            if (!source->reload(settings)) return;
+            spdlog::default_logger()->set_level(spdlog::level::from_str(settings.log_level));
+            hub_producer.configure(settings.hub);  // its keys, for requests from now on
+        };
+        Server server(loop, routes, settings, listener->fd(), reload);
         ::sd_notify(0, "READY=1");  // systemd's Type=notify: we accept from here on
         server.run();
     } catch (const std::exception& e) {

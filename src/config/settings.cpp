@@ -2,7 +2,10 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <map>
 
@@ -35,7 +38,8 @@ std::map<std::string, std::pair<std::string, int>, std::less<>> read_config(
     for (auto&& [key, node] : table) {
         int line = line_of(node);
         if (auto section = sections.find(key.str()); section != sections.end()) {
-            section->second->read(ConfigNode{node, path});
+            ConfigNode given{node, path};
+            section->second->read(&given);
             continue;
         }
         if (!settings_table().find(key.str()))
@@ -67,10 +71,11 @@ const SettingTable<Settings>& settings_table() {
     using S = Settings;
     static const SettingTable<Settings> table = [] {
         SettingTable<Settings> t{
-            text("listen", &S::listen, "",
-                 "unix:PATH or HOST:PORT; empty: the socket systemd passes (LISTEN_FDS), else the one on fd 0 "
-                 "(spawn-fcgi, mod_fcgid)"),
-            octal("socket_mode", &S::socket_mode, "0660", "permissions of a unix socket, in octal"),
+            // The socket is made once: the web server keeps connecting to the one it knows.
+            restart_only(text("listen", &S::listen, "",
+                              "unix:PATH or HOST:PORT; empty: the socket systemd passes (LISTEN_FDS), else the one "
+                              "on fd 0 (spawn-fcgi, mod_fcgid)")),
+            restart_only(octal("socket_mode", &S::socket_mode, "0660", "permissions of a unix socket, in octal")),
         };
         t.add(&S::limits, stream_settings());
         t.add(integer("max_streams", &S::max_streams, "15000", 1, 1'000'000, {},
@@ -79,7 +84,8 @@ const SettingTable<Settings>& settings_table() {
                       "request body taken at most (a hub publication); beyond, 413"));
         t.add(&S::hub, hub_settings());
         // Parsed once, here: a bad URL stops the start with its reason (never the password).
-        t.add(from_env(Setting<S>{{"engine", OptionSpec::Kind::text, "memory", 0, 0, {}, {},
+        // Its store holds the hub's channel and every subscription to it: a restart changes it.
+        t.add(restart_only(from_env(Setting<S>{{"engine", OptionSpec::Kind::text, "memory", 0, 0, {}, {},
                                    "where the hub's channels live: memory (this process), or "
                                    "redis://[[user]:password@]host[:port][/db], shared by every process given "
                                    "the same URL"},
@@ -90,31 +96,32 @@ const SettingTable<Settings>& settings_table() {
                                           throw OptionError(e.what());
                                       }
                                   }},
-                       "FASTSSE_ENGINE"));
+                       "FASTSSE_ENGINE")));
         t.add(choice("log_level", &S::log_level, "info", "debug|info|warn|error", "least important log lines shown"));
         return t;
     }();
     return table;
 }
 
-std::optional<Settings> load_settings(int argc, char** argv, Registry& registry) {
+std::optional<SettingsSource> SettingsSource::from_command_line(int argc, char** argv, Registry& registry) {
     const auto& table = settings_table();
-    std::map<std::string_view, ConfigSection*> sections;
+    SettingsSource source;
     for (const auto& [name, producer] : registry.all())
         if (auto* section = producer->config_section())
-            if (!sections.emplace(section->name(), section).second)
+            if (!source.sections_.emplace(section->name(), section).second)
                 throw std::logic_error(fmt::format("two producers read the config section [{}]", section->name()));
 
     CLI::App app{"fastsse: Server-Sent Events over FastCGI, behind nginx or Apache", "fastsse"};
     app.set_version_flag("--version", std::string("fastsse ") + FASTSSE_VERSION);
-    std::string config_path;
-    app.add_option("--config", config_path, "TOML file with any of the settings below (flags win)");
+    app.add_option("--config", source.config_path_,
+                   "TOML file with any of the settings below (flags win); SIGHUP reads it again");
     std::map<std::string, std::string, std::less<>> flags;
     for (const auto& spec : table.specs()) {
-        auto help = fmt::format("{}{}{} [default: '{}'{}{}]", spec.help,
+        auto help = fmt::format("{}{}{}{} [default: '{}'{}{}]", spec.help,
                                 spec.location ? fmt::format(" ({})", param_name(spec.name)) : "",
-                                spec.env.empty() ? "" : fmt::format(" (environment: {})", spec.env), spec.default_value,
-                                spec.kind == OptionSpec::Kind::choice ? ", one of " : "",
+                                spec.env.empty() ? "" : fmt::format(" (environment: {})", spec.env),
+                                spec.restart ? " (a reload keeps it: restart to change it)" : "",
+                                spec.default_value, spec.kind == OptionSpec::Kind::choice ? ", one of " : "",
                                 spec.kind == OptionSpec::Kind::choice ? spec.choices : "");
         app.add_option("--" + flag_name(spec.name), flags[std::string(spec.name)], help);
     }
@@ -126,7 +133,7 @@ std::optional<Settings> load_settings(int argc, char** argv, Registry& registry)
     footer += ").\nEvery location:\n" + describe(table.overridable(), true);
     for (const auto& [name, producer] : registry.all())
         footer += fmt::format("Producer {}:\n{}", name, describe(producer->options(), true));
-    for (const auto& [name, section] : sections) footer += "\n" + section->help();
+    for (const auto& [name, section] : source.sections_) footer += "\n" + section->help();
     app.footer(footer);
 
     try {
@@ -140,33 +147,94 @@ std::optional<Settings> load_settings(int argc, char** argv, Registry& registry)
     } catch (const CLI::ParseError& e) {
         throw UsageError(fmt::format("{} (see fastsse --help)", e.what()));
     }
-
-    // Each given value, and where it was given: "file:line" or "--flag". Flags win.
-    std::map<std::string, std::pair<std::string, std::string>, std::less<>> given;
-    if (!config_path.empty())
-        for (auto& [name, value_line] : read_config(config_path, sections))
-            given[name] = {value_line.first, fmt::format("{}:{}", config_path, value_line.second)};
-    // The environment between the two, as Mercure's hub reads its keys there. A value is never
-    // shown (a key): an error names the variable only.
+    for (auto& [name, value] : flags)
+        if (app.count("--" + flag_name(name)) > 0) source.flags_[name] = value;
+    // Read now, once: main unsets the keys' variables, which commands' children must not inherit.
     for (const auto& spec : table.specs())
         if (!spec.env.empty())
             if (const char* value = std::getenv(std::string(spec.env).c_str()))
-                given[std::string(spec.name)] = {value, fmt::format("${}", spec.env)};
-    for (auto& [name, value] : flags)
-        if (app.count("--" + flag_name(name)) > 0) given[name] = {value, "--" + flag_name(name)};
+                source.environment_[std::string(spec.name)] = value;
+    return source;
+}
+
+Settings SettingsSource::read() {
+    const auto& table = settings_table();
+    // Each given value, and where it was given: "file:line", "$VARIABLE" or "--flag". Flags win.
+    std::map<std::string, std::pair<std::string, std::string>, std::less<>> given;
+    if (!config_path_.empty()) {
+        for (auto& [name, value_line] : read_config(config_path_, sections_))
+            given[name] = {value_line.first, fmt::format("{}:{}", config_path_, value_line.second)};
+    } else {
+        for (auto& [name, section] : sections_) section->read(nullptr);
+    }
+    // The environment between the two, as Mercure's hub reads its keys there. A value is never
+    // shown (a key): an error names the variable only.
+    for (const auto& [name, value] : environment_) given[name] = {value, fmt::format("${}", table.find(name)->env)};
+    for (const auto& [name, value] : flags_) given[name] = {value, "--" + flag_name(name)};
 
     Settings s;
-    table.set_defaults(s);
+    Params values;
     for (const auto& spec : table.specs()) {
         auto it = given.find(spec.name);
-        if (it == given.end()) continue;
+        auto& value = values[std::string(spec.name)];
+        value = it == given.end() ? std::string(spec.default_value) : it->second.first;
         try {
-            table.set(s, spec.name, it->second.first);
+            table.set(s, spec.name, value);
         } catch (const OptionError& e) {
-            throw UsageError(fmt::format("{}: {}", it->second.second, e.what()));
+            throw UsageError(fmt::format("{}: {}", it == given.end() ? "default" : it->second.second, e.what()));
         }
     }
+    values_ = std::move(values);
     return s;
+}
+
+void SettingsSource::apply_sections() {
+    for (auto& [name, section] : sections_) section->apply();
+}
+
+std::optional<Settings> load_settings(int argc, char** argv, Registry& registry) {
+    auto source = SettingsSource::from_command_line(argc, argv, registry);
+    if (!source) return std::nullopt;
+    auto settings = source->read();
+    source->apply_sections();
+    return settings;
+}
+
+bool SettingsSource::reload(Settings& live) {
+    if (config_path_.empty()) {
+        spdlog::warn("SIGHUP: fastsse was started without --config: there is no file to read again");
+        return false;
+    }
+    auto started = std::chrono::steady_clock::now();
+    auto before = values_;
+    Settings fresh;
+    try {
+        fresh = read();
+    } catch (const UsageError& e) {
+        spdlog::error("SIGHUP: not reloaded, the settings stay as they were: {}", e.what());
+        return false;
+    }
+    const auto& table = settings_table();
+    std::vector<std::string_view> kept;
+    for (const auto& spec : table.specs()) {
+        if (!spec.restart) continue;
+        const auto& was = before.at(std::string(spec.name));
+        auto& now = values_.at(std::string(spec.name));
+        if (now == was) continue;
+        table.set(fresh, spec.name, was);
+        now = was;  // what is in force, which the next reload compares with
+        kept.push_back(spec.name);
+    }
+    if (!kept.empty())
+        spdlog::warn("SIGHUP: {} changed, but only a restart applies {}: kept as they were until then",
+                     fmt::join(kept, ", "), kept.size() == 1 ? "it" : "them");
+    apply_sections();
+    live = std::move(fresh);
+    // How long the loop (and every stream on it) waited for this.
+    std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - started;
+    spdlog::info("SIGHUP: reloaded {} in {:.1f} ms: the new settings apply to new streams and requests", config_path_,
+                 took.count());
+    return true;
 }
 
 }  // namespace fastsse

@@ -6,16 +6,20 @@
 
 namespace fastsse {
 
-Server::Server(EventLoop& loop, Router& routes, const Settings& settings, int listen_fd)
-    : loop_(loop), routes_(routes), settings_(settings), listen_fd_(listen_fd) {}
+Server::Server(EventLoop& loop, Router& routes, const Settings& settings, int listen_fd, std::function<void()> reload)
+    : loop_(loop), routes_(routes), settings_(settings), listen_fd_(listen_fd), reload_(std::move(reload)) {}
 
 Server::~Server() = default;
 
 void Server::run() {
     signals_ = std::make_unique<Signals>(loop_, [this](int signo) {
-        if (signo == SIGHUP)
-            return spdlog::warn("received SIGHUP: ignored, the streams go on (fastsse cannot reload its settings: "
-                                "restart it to apply new ones)");
+        if (signo == SIGHUP) {
+            // On the loop, between two rounds: no stream waits longer than reading one file takes.
+            if (shutting_down_) return;
+            if (reload_) reload_();
+            acceptor_->set_limits(settings_.max_streams, settings_.max_body);
+            return;
+        }
         spdlog::info("received {}", signo == SIGTERM ? "SIGTERM" : "SIGINT");
         shut_down();
     });

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "fastsse/http/request.hpp"
 
@@ -113,13 +114,13 @@ private:
 // other run gives; any other run's channel has one subscriber and no history, its ids are "<n>".
 class CommandProducer::Run {
 public:
-    Run(CommandProducer& owner, const CommandSpec& spec, std::vector<std::string> argv)
-        : owner_(owner), spec_(spec), argv_(std::move(argv)), started_(owner.loop_.now()),
+    Run(CommandProducer& owner, std::shared_ptr<const CommandSpec> spec, std::vector<std::string> argv)
+        : owner_(owner), declared_(std::move(spec)), spec_(*declared_), argv_(std::move(argv)), started_(owner.loop_.now()),
           run_id_(std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::system_clock::now().time_since_epoch()).count()),
           // run_id_ is a time: two runs started within a millisecond would have the same one.
-          channel_name_(fmt::format("command {} #{}", spec.name, ++owner.runs_made_)),
-          channel_(owner.channels_.channel(channel_name_, HistoryLimits{spec.shared ? spec.replay : 0})) {}
+          channel_name_(fmt::format("command {} #{}", spec_.name, ++owner.runs_made_)),
+          channel_(owner.channels_.channel(channel_name_, HistoryLimits{spec_.shared ? spec_.replay : 0})) {}
 
     ~Run() {
         let_go();
@@ -142,6 +143,8 @@ public:
 
     bool done() const { return done_; }
     const CommandSpec& spec() const { return spec_; }
+    // The declaration it runs under: a reload that changes or removes it leaves the run as it is.
+    const std::shared_ptr<const CommandSpec>& declared() const { return declared_; }
     const std::vector<std::string>& argv() const { return argv_; }
 
     // A new stream: first what the channel keeps after its last id (or all of it), then live lines.
@@ -293,7 +296,9 @@ private:
                                 reason_);
         spdlog::info("command {} (pid {}) exited: {}", spec_.name, pid_, data);
         done_ = true;
-        owner_.shared_.erase({spec_.name, argv_});  // a new viewer starts a new run
+        // A new viewer starts a new run (unless one under a reloaded declaration took its place).
+        if (auto shared = owner_.shared_.find({spec_.name, argv_}); shared != owner_.shared_.end() && shared->second == this)
+            owner_.shared_.erase(shared);
         // Without an id: not kept, nobody resumes after it.
         channel_.publish(Event{"exit", data, std::nullopt, std::nullopt});
         channel_.finish(spec_.retry);
@@ -301,6 +306,7 @@ private:
     }
 
     CommandProducer& owner_;
+    std::shared_ptr<const CommandSpec> declared_;
     const CommandSpec& spec_;
     std::vector<std::string> argv_;
     EventLoop::Clock::time_point started_;
@@ -345,28 +351,54 @@ size_t CommandProducer::running(const std::string& command) const {
     return n;
 }
 
-std::pair<const CommandSpec&, std::vector<std::string>> CommandProducer::resolve(const StreamStart& start) const {
+void CommandProducer::set_commands(std::map<std::string, CommandSpec> commands) {
+    std::map<std::string, std::shared_ptr<const CommandSpec>> next;
+    std::vector<std::string_view> added, changed, removed;
+    for (auto& [name, spec] : commands) {
+        auto old = commands_.find(name);
+        if (old != commands_.end() && *old->second == spec) {
+            next.emplace(name, old->second);  // unchanged: its shared run takes new viewers still
+            continue;
+        }
+        (old == commands_.end() ? added : changed).push_back(name);
+        next.emplace(name, std::make_shared<const CommandSpec>(std::move(spec)));
+    }
+    for (const auto& [name, spec] : commands_)
+        if (!next.contains(name)) removed.push_back(name);
+    // Running runs keep the declaration they started under (Run::declared): nothing stops here.
+    if (configured_ && (!added.empty() || !changed.empty() || !removed.empty()))
+        spdlog::info("commands: added [{}], changed [{}], removed [{}]: for new runs; {} running go on as they are",
+                     fmt::join(added, ", "), fmt::join(changed, ", "), fmt::join(removed, ", "), runs_.size());
+    configured_ = true;
+    commands_ = std::move(next);
+}
+
+std::pair<std::shared_ptr<const CommandSpec>, std::vector<std::string>> CommandProducer::resolve(
+    const StreamStart& start) const {
     CommandLocation location;
     command_location_options().load(location, start.params, true);
     if (location.command.empty()) throw OptionError("FASTSSE_COMMAND: name the command to run");
     auto it = commands_.find(location.command);
     if (it == commands_.end()) throw RequestError(404, fmt::format("No command named '{}'.", location.command));
-    return {it->second, command_argv(it->second, start.query)};
+    return {it->second, command_argv(*it->second, start.query)};
 }
 
 std::unique_ptr<Subscription> CommandProducer::open(Sink& sink, const StreamStart& start) {
-    auto [spec, argv] = resolve(start);  // 404 or 400 before anything starts
+    auto [declared, argv] = resolve(start);  // 404 or 400 before anything starts
+    const auto& spec = *declared;
 
     Run* run = nullptr;
     if (spec.shared) {
-        if (auto found = shared_.find({spec.name, argv}); found != shared_.end()) run = found->second;
+        // A run under a declaration that a reload changed is not joined: new viewers get the new one.
+        if (auto found = shared_.find({spec.name, argv}); found != shared_.end() && found->second->declared() == declared)
+            run = found->second;
     }
     if (!run) {
         if (running(spec.name) >= spec.max_running)
             throw RequestError::unavailable(
                 fmt::format("Command '{}' is running {} times already, its limit.", spec.name, spec.max_running),
                 std::chrono::seconds(10));
-        auto owned = std::make_unique<Run>(*this, spec, argv);
+        auto owned = std::make_unique<Run>(*this, declared, argv);
         owned->start();  // throws when the program cannot start: a 500 before any header
         run = owned.get();
         runs_.emplace(run, std::move(owned));

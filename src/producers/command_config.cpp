@@ -269,18 +269,20 @@ std::vector<std::string> command_argv(const CommandSpec& spec, std::string_view 
 }
 
 
-void CommandSection::read(const ConfigNode& section) {
-    const auto& path = section.path;
-    auto* commands = section.node.as_table();
+void CommandSection::read(const ConfigNode* section) {
+    read_.clear();
+    if (!section) return;
+    const auto& path = section->path;
+    auto* commands = section->node.as_table();
     if (!commands)
-        throw UsageError(fmt::format("{}:{}: commands: expected tables [commands.NAME]", path, line_of(section.node)));
+        throw UsageError(fmt::format("{}:{}: commands: expected tables [commands.NAME]", path, line_of(section->node)));
     std::map<std::string, CommandSpec> read;
     for (auto&& [name, command] : *commands) {
         if (!command.is_table())
             throw UsageError(fmt::format("{}:{}: commands.{}: expected a table", path, line_of(command), name.str()));
         read[std::string(name.str())] = read_command(std::string(name.str()), *command.as_table(), path);
     }
-    commands_ = std::move(read);
+    read_ = std::move(read);
 }
 
 std::string CommandSection::help() const {

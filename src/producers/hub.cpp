@@ -177,10 +177,11 @@ const SettingTable<HubSettings>& hub_settings() {
         from_env(text("jwt_issuer", &S::jwt_issuer, "",
                       "the `iss` every hub token must carry, e.g. https://example.com (empty: not checked)"),
                  "MERCURE_TRUSTED_ISSUERS"),
-        integer("hub_history", &S::history, "1000", 0, 10'000'000, {},
-                "updates the Mercure hub keeps for subscribers that resume (Last-Event-ID)"),
-        integer("hub_history_bytes", &S::history_bytes, "8388608", 0, 1LL << 34, "bytes",
-                "the hub's history at most, updates and their topics"),
+        // The history's bounds are the channel's, made once: a restart changes them.
+        restart_only(integer("hub_history", &S::history, "1000", 0, 10'000'000, {},
+                             "updates the Mercure hub keeps for subscribers that resume (Last-Event-ID)")),
+        restart_only(integer("hub_history_bytes", &S::history_bytes, "8388608", 0, 1LL << 34, "bytes",
+                             "the hub's history at most, updates and their topics")),
         integer("hub_max_selectors", &S::max_selectors, "100", 1, 10'000, {},
                 "topic selectors in one subscription at most; beyond, 400"),
         // Parsed once, here: a bad origin stops the start, and no request parses the list again.
@@ -188,14 +189,16 @@ const SettingTable<HubSettings>& hub_settings() {
                     "origins whose pages may use the hub (CORS), space-separated: an exact origin "
                     "(https://example.com) with its cookies, or * for any other, without cookies; empty: none"},
                    [](S& s, std::string_view v) { s.cors = CorsPolicy::parse(v); }},
-        from_env(integer("one_request_per_process", &S::one_request_per_process, "0", 0, 1, {},
-                         "1: each request gets a fastsse process of its own (apache/fastsse-fcgid.conf sets "
-                         "it): the hub answers 503, as a publication could not reach another process's "
-                         "subscribers"),
-                 "FASTSSE_ONE_REQUEST_PER_PROCESS"),
-        integer("hub_subscriptions", &S::subscriptions, "0", 0, 1, {},
-                "1: the Mercure hub publishes a private update as each subscription comes and goes, and "
-                "answers the subscription API (GET /.well-known/mercure/subscriptions...); 0: neither (404)"),
+        restart_only(from_env(integer("one_request_per_process", &S::one_request_per_process, "0", 0, 1, {},
+                                      "1: each request gets a fastsse process of its own (apache/fastsse-fcgid.conf "
+                                      "sets it): the hub answers 503, as a publication could not reach another "
+                                      "process's subscribers"),
+                              "FASTSSE_ONE_REQUEST_PER_PROCESS")),
+        // Open subscriptions said they came under one value: their "gone" must follow the same one.
+        restart_only(integer("hub_subscriptions", &S::subscriptions, "0", 0, 1, {},
+                             "1: the Mercure hub publishes a private update as each subscription comes and goes, "
+                             "and answers the subscription API (GET /.well-known/mercure/subscriptions...); 0: "
+                             "neither (404)")),
     };
     return table;
 }

@@ -72,6 +72,7 @@ def test_install_puts_binary_docs_examples_and_units_in_place(prefix, paths):
     # The units name this install's paths, not the ones CMake was configured with.
     service = (prefix / "lib/systemd/system/fastsse.service").read_text()
     assert f"ExecStart={prefix}/bin/fastsse --config {prefix}/etc/fastsse/fastsse.toml\n" in service
+    assert "ExecReload=/bin/kill -HUP $MAINPID\n" in service  # systemctl reload
     assert "@" not in re.sub(r"#.*", "", service), "a placeholder was left in the unit"
     socket_unit = (prefix / "lib/systemd/system/fastsse.socket").read_text()
     assert "ListenStream=/run/fastsse.sock\n" in socket_unit
@@ -203,6 +204,11 @@ def test_socket_activated_service_as_unprivileged_user_behind_nginx(paths, prefi
         assert uid_of(fs.pid) == pwd.getpwnam(UNPRIVILEGED).pw_uid
         wait_until(lambda: "READY=1" in notify.poll(), 5, "READY=1 on NOTIFY_SOCKET")
         assert "STOPPING=1" not in notify.poll()
+        # systemctl reload (ExecReload): the installed file is read again, as the unprivileged user,
+        # and the stream goes on.
+        fs.signal(signal.SIGHUP)
+        fs.wait_for_log(r" info SIGHUP: reloaded " + re.escape(str(prefix / "etc/fastsse/fastsse.toml")))
+        s.wait_events(len(s.events) + 2, timeout=4)
         fs.signal(signal.SIGTERM)
         assert fs.wait(timeout=3) == 0
         s.wait_end(timeout=3)

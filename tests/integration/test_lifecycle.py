@@ -95,16 +95,18 @@ def test_signal_without_streams_exits_at_once(make_stack, signo):
     assert not (stack.workdir / "fastsse.sock").exists()
 
 
-def test_sighup_is_logged_and_ignored_the_streams_go_on(make_stack, client):
-    # No reload yet: SIGHUP (a terminal's hangup, a `kill -HUP` meant as "reload") must not end
-    # fastsse and every stream with it, as its default action would.
+def test_sighup_without_a_config_file_is_logged_and_the_streams_go_on(make_stack, client):
+    # Started without --config there is nothing to read again: SIGHUP (a terminal's hangup, a
+    # `kill -HUP` meant as "reload") must not end fastsse and every stream with it, as its default
+    # action would. (Reloads of a file: test_reload.py.)
     stack = make_stack()
     fs = stack.fastsse
     s = client(stack, "/t/fast100?who=hup", ES)
     s.wait_events(2, timeout=3)
     sid = fs.stream_id("who=hup")
     fs.signal(signal.SIGHUP)
-    fs.wait_for_log(r" warning received SIGHUP: ignored", timeout=2)
+    fs.wait_for_log(r" warning SIGHUP: fastsse was started without --config: there is no file to read again",
+                    timeout=2)
     seen = len(s.events)
     s.wait_events(seen + 3, timeout=3)
     ids = [int(e.id) for e in s.events]
@@ -113,7 +115,7 @@ def test_sighup_is_logged_and_ignored_the_streams_go_on(make_stack, client):
     assert fs.proc.poll() is None
     # A second one: still nothing but its line.
     fs.signal(signal.SIGHUP)
-    fs.wait_for_log(r" warning received SIGHUP: ignored", timeout=2, count=2)
+    fs.wait_for_log(r" warning SIGHUP: fastsse was started without --config", timeout=2, count=2)
     s.wait_events(len(s.events) + 2, timeout=3)
     r = get(stack.port, "/t/idle?who=after-hup", ES, method="HEAD")
     assert r.status == 200, r.describe()

@@ -178,7 +178,7 @@ public:
     fastsse::ChildProcesses children{loop};
     fastsse::CommandProducer producer{loop, children};
 
-    // Declares the commands, once, before any open() (runs refer to their spec).
+    // Declares the commands, as the config file does at start and at each reload.
     void commands(std::vector<CommandSpec> specs) {
         std::map<std::string, CommandSpec> map;
         for (auto& s : specs) {
@@ -1365,6 +1365,43 @@ TEST_CASE("CommandProducer: a shared run that ends ends every viewer; the next v
     run_part(b.lines()[0], 1);
     run_part(b.lines()[1], 2);
     CHECK(h.children.alive() == 0);
+}
+
+TEST_CASE("CommandProducer: a reload's declarations apply to new runs; the runs going on keep theirs") {
+    Harness h;
+    h.commands({ticks()});
+    RecordingSink a(h), b(h), c(h), d(h);
+    auto sa = h.open(a, "ticks");
+    REQUIRE(h.run_until([&] { return a.sends() >= 2; }));
+    auto first_run = run_part(a.sent(0), 1);
+
+    // The same declaration again: the shared run goes on taking viewers.
+    h.commands({ticks()});
+    auto sb = h.open(b, "ticks");
+    CHECK(h.children.alive() == 1);
+    CHECK(run_part(b.sent(0), 1) == first_run);
+
+    // A changed one: the next viewer starts a run of the new declaration beside the old one.
+    h.commands({ticks("ticks", {{"linger", "0"}, {"replay", "5"}})});
+    auto sc = h.open(c, "ticks");
+    CHECK(h.children.alive() == 2);
+    REQUIRE(h.run_until([&] { return c.sends() >= 2; }));
+    CHECK(run_part(c.sent(0), 1) != first_run);
+
+    // Removed: new requests get 404, and the runs going on go on.
+    h.commands({});
+    CHECK(fastsse_test::status_of([&] { h.open(d, "ticks"); }) == 404);
+    auto seen_a = a.sends(), seen_c = c.sends();
+    REQUIRE(h.run_until([&] { return a.sends() >= seen_a + 3 && c.sends() >= seen_c + 3; }));
+    CHECK(h.children.alive() == 2);
+    CHECK(a.finishes() + b.finishes() + c.finishes() == 0);
+
+    // Each run ends with its last viewer, as ever.
+    sa.reset();
+    sb.reset();
+    REQUIRE(h.run_until([&] { return h.children.alive() == 1; }));
+    sc.reset();
+    REQUIRE(h.run_until([&] { return h.children.alive() == 0; }));
 }
 
 TEST_CASE("CommandProducer: shared runs of two commands with the same argv are separate") {

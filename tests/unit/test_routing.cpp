@@ -170,7 +170,7 @@ struct Fixture {
         routes.add_endpoint("throws", std::make_unique<ThrowingRoute>());
         routes.add_endpoint("late", std::make_unique<LateThrowingRoute>());
         routes.add_endpoint("echo", std::make_unique<EchoRoute>());
-        server = std::make_unique<fastsse::Server>(loop, routes, settings, -1);
+        server = std::make_unique<fastsse::Server>(loop, routes, settings, -1, nullptr);
     }
     ~Fixture() { server.reset(); }  // the streams end before the producers they use
 

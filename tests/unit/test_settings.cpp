@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -481,4 +483,122 @@ TEST_CASE("config: the hub's cors_origins are read once, at start; a bad origin 
     check_error(dir, "\ncors_origins = \"https://app.test/\"\n", 2,
                 "cors_origins: 'https://app.test/' is not an origin: scheme://host or scheme://host:port, "
                 "without a path (https://example.com), or *");
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIGHUP: SettingsSource::reload reads the file again under the flags and environment of the start.
+
+namespace {
+
+// A fastsse's settings as main keeps them: a source, the live settings, the commands in force.
+struct Reloadable {
+    std::vector<std::string> storage;
+    std::vector<char*> argv;
+    fastsse::EventLoop loop;
+    fastsse::Registry registry;
+    std::map<std::string, CommandSpec> commands;
+    std::optional<fastsse::SettingsSource> source;
+    Settings live;
+
+    explicit Reloadable(std::vector<std::string> args) : storage{"fastsse"} {
+        storage.insert(storage.end(), args.begin(), args.end());
+        for (auto& a : storage) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        registry.add("command", std::make_unique<Commands>(commands));
+        source = fastsse::SettingsSource::from_command_line(static_cast<int>(storage.size()), argv.data(), registry);
+        REQUIRE(source);
+        live = source->read();
+        source->apply_sections();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("reload: a good file applies whole; flags and the start's environment still win") {
+    TempDir dir;
+    auto path = dir.write("fastsse.toml", "max_streams = 10\nheartbeat = 20\n[commands.a]\nargv = [\"/bin/true\"]\n");
+    std::optional<Reloadable> r;
+    {
+        ScopedEnv pub("MERCURE_PUBLISHER_JWT_KEY", "env-pub");
+        r.emplace(std::vector<std::string>{"--config", path, "--heartbeat", "7"});
+    }
+    // main unsets the keys' variables once read: a reload must not lose them.
+    REQUIRE(std::getenv("MERCURE_PUBLISHER_JWT_KEY") == nullptr);
+    CHECK(r->live.max_streams == 10);
+    CHECK(r->live.limits.heartbeat == 7s);
+    CHECK(r->commands.contains("a"));
+
+    dir.write("fastsse.toml", "max_streams = 20\nheartbeat = 30\npublisher_jwt_key = \"file-pub\"\n"
+                              "log_level = \"warn\"\n[commands.b]\nargv = [\"/bin/true\"]\n");
+    fastsse_test::LogCapture log;
+    CHECK(r->source->reload(r->live));
+    CHECK(r->live.max_streams == 20);
+    CHECK(r->live.limits.heartbeat == 7s);                // the flag
+    CHECK(r->live.hub.publisher_key == "env-pub");        // the environment of the start
+    CHECK(r->live.log_level == "warn");
+    CHECK(!r->commands.contains("a"));
+    CHECK(r->commands.contains("b"));
+    CHECK(log.text().find("SIGHUP: reloaded " + path) != std::string::npos);
+}
+
+TEST_CASE("reload: a bad file changes nothing, commands included, and one line says where") {
+    TempDir dir;
+    auto path = dir.write("fastsse.toml", "max_streams = 10\n[commands.a]\nargv = [\"/bin/true\"]\n");
+    Reloadable r({"--config", path});
+    // The commands section comes first and is good; the error is after it: nothing of it applies.
+    for (const auto& bad : {std::string("[commands.b]\nargv = [\"/bin/true\"]\n[other]\nx = 1\n"),
+                            std::string("max_streams = 0\n"), std::string("max_streams = 20\nheartbeat = \n"),
+                            std::string("[commands.b]\nargv = [\"relative\"]\n")}) {
+        CAPTURE(bad);
+        dir.write("fastsse.toml", bad);
+        fastsse_test::LogCapture log;
+        CHECK_FALSE(r.source->reload(r.live));
+        CHECK(r.live.max_streams == 10);
+        CHECK(r.commands.size() == 1);
+        CHECK(r.commands.contains("a"));
+        auto text = log.text();
+        CHECK(text.starts_with("SIGHUP: not reloaded, the settings stay as they were: " + path + ":"));
+        CHECK(std::count(text.begin(), text.end(), '\n') == 1);
+    }
+    std::filesystem::remove(path);
+    fastsse_test::LogCapture log;
+    CHECK_FALSE(r.source->reload(r.live));
+    CHECK(log.text().find(path + ": ") != std::string::npos);
+    CHECK(r.live.max_streams == 10);
+}
+
+TEST_CASE("reload: what only a restart changes is kept, and named without its value") {
+    TempDir dir;
+    auto path = dir.write("fastsse.toml", "listen = \"127.0.0.1:9000\"\nhub_history = 10\n");
+    Reloadable r({"--config", path});
+    dir.write("fastsse.toml", "listen = \"127.0.0.1:9001\"\nhub_history = 20\nengine = \"redis://:secret@127.0.0.1\"\n"
+                              "max_streams = 30\n");
+    {
+        fastsse_test::LogCapture log;
+        CHECK(r.source->reload(r.live));
+        CHECK(r.live.listen == "127.0.0.1:9000");
+        CHECK(r.live.hub.history == 10);
+        CHECK(r.live.engine.memory);
+        CHECK(r.live.max_streams == 30);  // the rest applies
+        auto text = log.text();
+        CHECK(text.find("SIGHUP: listen, hub_history, engine changed, but only a restart applies them") !=
+              std::string::npos);
+        CHECK(text.find("secret") == std::string::npos);
+        CHECK(text.find("9001") == std::string::npos);
+    }
+    // Back to what is in force: nothing to name; and the kept values are what the next reload
+    // compares with, not the ones it refused to apply.
+    dir.write("fastsse.toml", "listen = \"127.0.0.1:9000\"\nhub_history = 10\n");
+    fastsse_test::LogCapture log;
+    CHECK(r.source->reload(r.live));
+    CHECK(log.text().find("only a restart") == std::string::npos);
+    CHECK(r.live.listen == "127.0.0.1:9000");
+}
+
+TEST_CASE("reload: without --config there is nothing to read again") {
+    Reloadable r({"--max-streams", "5"});
+    fastsse_test::LogCapture log;
+    CHECK_FALSE(r.source->reload(r.live));
+    CHECK(r.live.max_streams == 5);
+    CHECK(log.text().find("started without --config") != std::string::npos);
 }

@@ -31,6 +31,9 @@ struct OptionSpec {
     // The environment variable that sets it (MERCURE_PUBLISHER_JWT_KEY), if any: it wins over the
     // config file, and a flag wins over it.
     std::string_view env = {};
+    // A reload (SIGHUP) cannot change it (the listening socket, the engine): the process keeps the
+    // value it started with until it restarts.
+    bool restart = false;
 };
 
 class OptionError : public std::invalid_argument {
@@ -145,6 +148,13 @@ Setting<T> per_location(Setting<T> setting) {
 template <class T>
 Setting<T> from_env(Setting<T> setting, std::string_view env) {
     setting.spec.env = env;
+    return setting;
+}
+
+// A setting that only a restart changes (OptionSpec::restart).
+template <class T>
+Setting<T> restart_only(Setting<T> setting) {
+    setting.spec.restart = true;
     return setting;
 }
 

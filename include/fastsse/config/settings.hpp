@@ -32,8 +32,39 @@ const SettingTable<StreamLimits>& stream_settings();
 // The process settings: flags, and keys of the config file; stream_settings() among them.
 const SettingTable<Settings>& settings_table();
 
-// Parses the command line (and the --config file it names, whose sections go to the registered
-// producers that own them). Returns nullopt after printing --help or --version. Throws UsageError.
+// Where the settings come from, kept for the process's life: the command line, the config file it
+// names, and the environment as it was at start (main then unsets the keys there). A reload reads
+// the file again, under the same flags and environment.
+class SettingsSource {
+public:
+    // Parses the command line. Returns nullopt after printing --help or --version. Throws UsageError.
+    static std::optional<SettingsSource> from_command_line(int argc, char** argv, Registry& registry);
+
+    // The settings: defaults, then the config file, the environment, the flags (each wins over the
+    // one before). The file's sections ([commands]) are read by the producers that own them, and
+    // put in force only by apply_sections(). Throws UsageError naming the file:line, the variable or
+    // the flag; then nothing read is kept.
+    Settings read();
+    void apply_sections();
+    // SIGHUP: reads the settings again. A bad file changes nothing (one error line names it,
+    // file:line) and returns false. Otherwise `live` takes the new settings, but for those only a
+    // restart changes (OptionSpec::restart: each changed one is named in the log, its value never
+    // shown, as it may be a key or a URL with a password), the sections are applied, and it returns true.
+    bool reload(Settings& live);
+
+    const std::string& config_path() const { return config_path_; }
+    // Each setting's value, as text, that the last read() gave (its default when none was given).
+    const Params& values() const { return values_; }
+
+private:
+    std::map<std::string_view, ConfigSection*> sections_;
+    std::string config_path_;
+    Params environment_;  // the settings' variables that were set at start
+    Params flags_;        // the settings given as flags
+    Params values_;
+};
+
+// Reads the settings once and puts the sections in force: the start of a process (and tests).
 std::optional<Settings> load_settings(int argc, char** argv, Registry& registry);
 
 }  // namespace fastsse

@@ -32,6 +32,12 @@ public:
     Acceptor(const Acceptor&) = delete;
     Acceptor& operator=(const Acceptor&) = delete;
 
+    // New values for both, from a reload: for requests that begin from now on.
+    void set_limits(size_t max_conns, size_t max_body) {
+        max_conns_ = max_conns;
+        max_body_ = max_body;
+    }
+
     // Stops accepting and drops the connections still sending their heads.
     void stop() noexcept;
 

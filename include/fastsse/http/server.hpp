@@ -1,6 +1,7 @@
 #pragma once
 // The server: hands each request from the Acceptor to its route, keeps the open streams, sweeps them
-// (heartbeats, stalled clients), and shuts down on SIGTERM/SIGINT. All on one thread.
+// (heartbeats, stalled clients), reloads on SIGHUP and shuts down on SIGTERM/SIGINT. All on one thread.
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -18,8 +19,10 @@ namespace fastsse {
 
 class Server final : public Streams, private StreamOwner {
 public:
-    // SIGTERM and SIGINT must already be blocked in every thread: the server reads them from a signalfd.
-    Server(EventLoop& loop, Router& routes, const Settings& settings, int listen_fd);
+    // SIGTERM, SIGINT and SIGHUP must already be blocked in every thread: the server reads them
+    // from a signalfd. `settings` are the process's, which `reload` (on SIGHUP) may change: the
+    // server reads its limits there for each new stream and request.
+    Server(EventLoop& loop, Router& routes, const Settings& settings, int listen_fd, std::function<void()> reload);
     ~Server();
     // Serves until SIGTERM/SIGINT, then ends every stream cleanly and returns.
     void run();
@@ -36,8 +39,9 @@ private:
 
     EventLoop& loop_;
     Router& routes_;
-    Settings settings_;
+    const Settings& settings_;
     int listen_fd_;
+    std::function<void()> reload_;
 
     std::unordered_map<uint64_t, std::unique_ptr<Stream>> streams_;
     uint64_t next_stream_id_ = 1;

@@ -19,6 +19,7 @@ namespace fastsse {
 
 class StreamRoute final : public Route {
 public:
+    // `settings` are the process's, which a reload may change: each request reads them anew.
     StreamRoute(const Registry& registry, const Settings& settings);
 
     void handle(Connection& connection, Streams& streams) override;
@@ -30,7 +31,7 @@ private:
     void respond(Connection& connection, Streams& streams, const Answer& answer, const std::string& cors_lines);
 
     const Registry& registry_;
-    Settings settings_;
+    const Settings& settings_;
 };
 
 }  // namespace fastsse

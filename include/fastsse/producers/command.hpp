@@ -51,9 +51,10 @@ const SettingTable<CommandLocation>& command_location_options();
 class CommandProducer final : public Producer {
 public:
     CommandProducer(EventLoop& loop, ChildProcesses& children);
-    // The commands, declared otherwise than by the config file (tests).
-    void set_commands(std::map<std::string, CommandSpec> commands) { commands_ = std::move(commands); }
-    // The config file's [commands.NAME] tables, read into commands_.
+    // The commands, from the config file (at start and at each reload) or from tests. Runs going on
+    // keep the declaration they started under; a declaration that did not change is kept as it is.
+    void set_commands(std::map<std::string, CommandSpec> commands);
+    // The config file's [commands.NAME] tables, handed to set_commands().
     ConfigSection* config_section() override { return &section_; }
     ~CommandProducer() override;
     std::span<const OptionSpec> options() const override;
@@ -69,16 +70,17 @@ public:
 private:
     friend class Run;
     // The command a request names and its argv; throws RequestError (404, 400) or OptionError.
-    std::pair<const CommandSpec&, std::vector<std::string>> resolve(const StreamStart& start) const;
+    std::pair<std::shared_ptr<const CommandSpec>, std::vector<std::string>> resolve(const StreamStart& start) const;
     void release(Run* run);  // ends a run no stream watches any more; destroyed later, on the loop
     size_t running(const std::string& command) const;
 
     EventLoop& loop_;
     ChildProcesses& children_;
-    std::map<std::string, CommandSpec> commands_;
+    std::map<std::string, std::shared_ptr<const CommandSpec>> commands_;
+    bool configured_ = false;  // set_commands() ran once: the next one is a reload, and logs what changed
     MemoryStore channels_;  // each run's channel; before runs_, which refer to it
     uint64_t runs_made_ = 0;
-    CommandSection section_{commands_};
+    CommandSection section_{[this](std::map<std::string, CommandSpec> read) { set_commands(std::move(read)); }};
     std::map<Run*, std::unique_ptr<Run>> runs_;
     // Shared runs still going, by command and argv.
     std::map<std::pair<std::string, std::vector<std::string>>, Run*> shared_;

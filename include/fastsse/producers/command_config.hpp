@@ -3,6 +3,7 @@
 // declaration alone: its checks, and the argv of one request. The command producer owns this
 // section of the config file: CommandSection reads it, and gives its part of --help.
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -30,7 +31,7 @@ public:
     bool valid() const { return compiled_ != nullptr; }  // false when empty or not a valid regex
     // False for an invalid pattern. `value` must hold no NUL byte (values with one are refused first).
     bool matches(const std::string& value) const;
-    friend bool operator==(const ParamPattern& p, std::string_view text) { return p.source_ == text; }
+    friend bool operator==(const ParamPattern& a, const ParamPattern& b) { return a.source_ == b.source_; }
 
 private:
     class Compiled;
@@ -45,6 +46,7 @@ struct CommandParam {
     std::optional<std::string> default_value;
     size_t max_length = 256;
     bool allow_leading_dash = false;  // else a value starting with '-' is refused: no option injection
+    bool operator==(const CommandParam&) const = default;
 };
 
 // One command, as declared in the config file's [commands.NAME] table.
@@ -67,6 +69,9 @@ struct CommandSpec {
     std::chrono::milliseconds quiet{0};       // a partial line is sent after this much silence
     size_t replay = 0;                        // shared: lines kept for late joiners
     std::chrono::seconds linger{0};           // shared: run on this long after the last viewer left
+    // A reload keeps a command whose declaration is unchanged as it is: its shared run goes on
+    // taking new viewers.
+    bool operator==(const CommandSpec&) const = default;
 };
 
 // The scalar settings of a command (time_limit, output_limit, ...), each bound to its field.
@@ -80,16 +85,23 @@ std::string check_command(const CommandSpec& spec);
 std::vector<std::string> command_argv(const CommandSpec& spec, std::string_view query);
 
 // The config file's [commands] section: each [commands.NAME] table read into a CommandSpec (the
-// program looked up in PATH, pass_env copied from our environment, checked by check_command).
+// program looked up in PATH, pass_env copied from our environment, checked by check_command), and
+// handed whole to `apply` (a file without the section: no command).
 class CommandSection final : public ConfigSection {
 public:
-    explicit CommandSection(std::map<std::string, CommandSpec>& commands) : commands_(commands) {}
+    using Apply = std::function<void(std::map<std::string, CommandSpec>)>;
+    explicit CommandSection(Apply apply) : apply_(std::move(apply)) {}
+    // Into a map of the caller's (tests).
+    explicit CommandSection(std::map<std::string, CommandSpec>& commands)
+        : apply_([&commands](std::map<std::string, CommandSpec> read) { commands = std::move(read); }) {}
     std::string_view name() const override { return "commands"; }
-    void read(const ConfigNode& section) override;
+    void read(const ConfigNode* section) override;
+    void apply() override { apply_(std::move(read_)); }
     std::string help() const override;
 
 private:
-    std::map<std::string, CommandSpec>& commands_;
+    Apply apply_;
+    std::map<std::string, CommandSpec> read_;
 };
 
 }  // namespace fastsse
