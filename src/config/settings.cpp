@@ -85,18 +85,17 @@ const SettingTable<Settings>& settings_table() {
         t.add(&S::hub, hub_settings());
         // Parsed once, here: a bad URL stops the start with its reason (never the password).
         // Its store holds the hub's channel and every subscription to it: a restart changes it.
-        t.add(restart_only(from_env(Setting<S>{{"engine", OptionSpec::Kind::text, "memory", 0, 0, {}, {},
-                                   "where the hub's channels live: memory (this process), or "
-                                   "redis://[[user]:password@]host[:port][/db], shared by every process given "
-                                   "the same URL"},
-                                  [](S& s, std::string_view v) {
-                                      try {
-                                          s.engine = redis::parse_redis_url(v);
-                                      } catch (const redis::RedisUrlError& e) {
-                                          throw OptionError(e.what());
-                                      }
-                                  }},
-                       "FASTSSE_ENGINE")));
+        Setting<S> engine{{"engine", OptionSpec::Kind::text, "memory", 0, 0, {}, {},
+                           "where the hub's channels live: memory (this process), or "
+                           "redis://[[user]:password@]host[:port][/db], shared by every process given the same URL"},
+                          [](S& s, std::string_view v) {
+                              try {
+                                  s.engine = redis::parse_redis_url(v);
+                              } catch (const redis::RedisUrlError& e) {
+                                  throw OptionError(e.what());
+                              }
+                          }};
+        t.add(restart_only(from_env(engine, "FASTSSE_ENGINE")));
         t.add(choice("log_level", &S::log_level, "info", "debug|info|warn|error", "least important log lines shown"));
         return t;
     }();
