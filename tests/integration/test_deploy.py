@@ -49,6 +49,9 @@ def test_install_puts_binary_docs_examples_and_units_in_place(prefix, paths):
     expected = [
         "bin/fastsse",
         "share/doc/fastsse/README.md",
+        "share/doc/fastsse/copyright",
+        "share/doc/fastsse/changelog.gz",
+        "share/man/man1/fastsse.1.gz",
         "share/fastsse/nginx/nginx.conf",
         "share/fastsse/nginx/fastsse_params",
         "share/fastsse/nginx/fastsse-locations.conf",
