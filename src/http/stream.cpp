@@ -73,9 +73,11 @@ Stream::Stream(EventLoop& loop, StreamOwner& owner, uint64_t id, Connection conn
 
 Stream::~Stream() {
     work_.reset();  // stop the producer's work first: it may still hold this Sink
-    // Destroyed open: the server stopped with it (a client that did not take its end in time).
-    if (state_ != State::closed) count_close(counted_, metrics::StreamEnd::shutdown);
-    if (state_ != State::closed) loop_.remove(fd_.get());
+    if (state_ != State::closed) {
+        // Destroyed open: the server stopped with it (a client that did not take its end in time).
+        count_close(counted_, metrics::StreamEnd::shutdown);
+        loop_.remove(fd_.get());
+    }
     if (fd_) fastcgi::drain_input(fd_.get());
 }
 
