@@ -55,9 +55,16 @@ ProducerStreams& Counts::producer(std::string_view name) {
 }
 
 void Counts::reset() {
-    auto names = std::move(producers_);
+    // The producers' blocks stay where they are (streams point at them), at zero: a deque moved
+    // keeps its elements in place.
+    auto producers = std::move(producers_);
     *this = Counts();
-    for (auto& p : names) producer(p.name);
+    producers_ = std::move(producers);
+    for (auto& p : producers_) {
+        p.open = 0;
+        p.opened = 0;
+        p.closed = {};
+    }
 }
 
 std::optional<ProcessStat> parse_proc_stat(std::string_view text) {

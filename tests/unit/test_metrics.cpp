@@ -285,3 +285,19 @@ TEST_CASE("Stream: events, bytes the socket took and heartbeats") {
     CHECK(metrics::counts.events_written == 2);  // a heartbeat is no event
     CHECK(metrics::counts.bytes_written == head + 19 + 17 + 8 + 13);
 }
+
+TEST_CASE("Counts::reset: back to zero, each producer's block where it was (streams point at it)") {
+    metrics::Counts c;
+    auto& p = c.producer("x");
+    p.open = 3;
+    p.closed[0] = 2;
+    c.events_written = 5;
+    c.refused.add(404);
+    c.reset();
+    CHECK(&c.producer("x") == &p);
+    CHECK(c.producers().size() == 1);
+    CHECK(p.open == 0);
+    CHECK(p.closed[0] == 0);
+    CHECK(c.events_written == 0);
+    CHECK(c.refused.at(404) == 0);
+}

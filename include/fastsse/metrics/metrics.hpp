@@ -132,7 +132,7 @@ struct Counts {
     bool redis_connected = false;
     uint64_t redis_reconnects = 0;  // times the engine connected again after losing Redis
 
-    // Back to zero, for tests (producers stay, at zero).
+    // Back to zero, for tests: the producers stay, at zero, where they were.
     void reset();
 
 private:
