@@ -16,6 +16,7 @@
 #include "fastsse/fastcgi/listener.hpp"
 #include "fastsse/log.hpp"
 #include "fastsse/loop/process.hpp"
+#include "fastsse/metrics/endpoint.hpp"
 #include "fastsse/producers/clock.hpp"
 #include "fastsse/producers/command.hpp"
 #include "fastsse/producers/hub.hpp"
@@ -92,9 +93,11 @@ int main(int argc, char** argv) {
         return 2;
     }
 
-    // Which code answers a request: event streams for every location that names a producer.
+    // Which code answers a request: event streams for every location that names a producer, and
+    // the metrics page where a location says FASTSSE_ENDPOINT metrics.
     Router routes;
     routes.add_producer_route(std::make_unique<StreamRoute>(registry, settings));
+    routes.add_endpoint("metrics", std::make_unique<MetricsEndpoint>(registry, settings));
 
     setup_logging(settings.log_level);
     // libfcgi's FCGX_Init installs handlers for SIGPIPE, SIGUSR1 and SIGTERM (its SIGTERM handler

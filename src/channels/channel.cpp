@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "fastsse/metrics/metrics.hpp"
+
 namespace fastsse {
 
 ChannelSubscription& ChannelSubscription::operator=(ChannelSubscription&& o) noexcept {
@@ -63,6 +65,7 @@ void Channel::each_subscriber(Fn fn) {
 }
 
 void Channel::fan_out(std::string_view sse_bytes, const UpdateMeta& meta) {
+    metrics::FanOutTimer timer(metrics::counts.channel_fan_out);
     each_subscriber([sse_bytes, &meta](const Slot& s) {
         if (!s.interest || s.interest->wants(meta)) s.sink->send_encoded(sse_bytes);
     });

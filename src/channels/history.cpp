@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "fastsse/metrics/metrics.hpp"
+
 namespace fastsse {
 
 void History::keep(std::shared_ptr<const Kept> kept) {
@@ -10,6 +12,8 @@ void History::keep(std::shared_ptr<const Kept> kept) {
     auto seq = end_seq();
     auto& entry = history_.emplace_back(Entry{std::move(kept), size});
     bytes_ += size;
+    ++metrics::counts.history_entries;
+    metrics::counts.history_bytes += static_cast<long long>(size);
     // An empty id is no resume point (a client that gets one forgets its last id).
     if (const auto& id = entry.kept->id; !id.empty()) {
         auto [it, added] = by_id_.try_emplace(id, SameId{seq, seq});
@@ -36,6 +40,8 @@ void History::forget_oldest() noexcept {
         }
     }
     bytes_ -= oldest.size;
+    --metrics::counts.history_entries;
+    metrics::counts.history_bytes -= static_cast<long long>(oldest.size);
     history_.pop_front();
     ++first_;
 }
@@ -84,7 +90,15 @@ Resume History::replay(Sink& sink, std::string_view last_id, const Interest* int
     return resume;
 }
 
+History::~History() { uncount(); }
+
+void History::uncount() noexcept {
+    metrics::counts.history_entries -= static_cast<long long>(history_.size());
+    metrics::counts.history_bytes -= static_cast<long long>(bytes_);
+}
+
 void History::clear() noexcept {
+    uncount();
     by_id_.clear();
     first_ = end_seq();  // sequence numbers are never given twice: a replay under way compares them
     history_.clear();

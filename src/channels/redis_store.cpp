@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fastsse/channels/history.hpp"
+#include "fastsse/metrics/metrics.hpp"
 
 namespace fastsse {
 
@@ -217,7 +218,9 @@ public:
 };
 
 RedisStore::RedisStore(EventLoop& loop, RedisStoreOptions options)
-    : loop_(loop), options_(std::move(options)), backoff_(options_.reconnect_first, options_.reconnect_cap) {}
+    : loop_(loop), options_(std::move(options)), backoff_(options_.reconnect_first, options_.reconnect_cap) {
+    metrics::counts.redis_engine = true;
+}
 
 RedisStore::~RedisStore() {
     // The connections first: no reply may reach a channel being destroyed.
@@ -249,6 +252,7 @@ void RedisStore::start() {
 void RedisStore::connect() {
     ++generation_;
     up_ = false;
+    metrics::counts.redis_connected = false;
     reading_ = false;
     syncing_ = 0;
     for (auto& [name, channel] : channels_) channel->synced_ = false;
@@ -281,6 +285,7 @@ void RedisStore::on_lost(std::string_view reason) {
     // Both go: a publish must not be answered by one connection while the other reads nothing.
     ++generation_;
     up_ = false;
+    metrics::counts.redis_connected = false;
     reading_ = false;
     reader_.reset();
     commands_.reset();
@@ -338,10 +343,12 @@ void RedisStore::sync(RedisChannel& channel) {
 
 void RedisStore::synced() {
     up_ = true;
+    metrics::counts.redis_connected = true;
     backoff_.reset();
     if (starting_) {
         loop_.stop();
     } else if (down_logged_) {
+        ++metrics::counts.redis_reconnects;
         spdlog::warn("Redis engine: connected again; reading on after the last entry read");
     }
     down_logged_ = false;

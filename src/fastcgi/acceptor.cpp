@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "fastsse/metrics/metrics.hpp"
+
 namespace fastsse {
 
 // A connection whose request (head and body) has not all arrived yet.
@@ -159,6 +161,7 @@ void Acceptor::accept_all() {
         try {
             pending = std::make_unique<Pending>(*this, std::move(fd));
         } catch (const std::exception& e) {
+            ++metrics::counts.accept_errors;
             spdlog::warn("dropped a new connection: {}", e.what());
             continue;
         }
@@ -171,6 +174,7 @@ void Acceptor::accept_all() {
 void Acceptor::pause(int error) {
     // The connection stays in the listen backlog, so the socket stays readable: watching it now
     // would spin. Look again shortly; descriptors come back as streams end and heads time out.
+    ++metrics::counts.accept_errors;
     if (!failing_since_) {
         failing_since_ = loop_.now();
         rlimit lim{};
@@ -204,6 +208,7 @@ void Acceptor::finished(Pending& pending, std::optional<Connection> connection) 
 void Acceptor::refuse(Pending& pending, std::string_view reason) {
     // One line per refusal, up to a bound per second: whoever floods the socket with bad requests
     // does not flood the log too.
+    ++metrics::counts.connections_refused;
     if (++refusals_ <= max_refusals_logged) spdlog::warn("refused a connection: {}", reason);
     finished(pending, std::nullopt);
 }

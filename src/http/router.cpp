@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "fastsse/http/response.hpp"
+#include "fastsse/metrics/metrics.hpp"
 
 namespace fastsse {
 
@@ -12,7 +13,10 @@ namespace {
 
 void answer(Connection& c, const RequestError& error) {
     if (!c.fd) return;  // a Stream took the connection: it answers for itself (Stream::reject)
-    if (!c.headers_sent) return send_error(c, error);
+    if (!c.headers_sent) {
+        metrics::counts.refused.add(error.status);
+        return send_error(c, error);
+    }
     spdlog::warn("{} {}: connection closed, the headers having left", c.request.method, c.request.uri);
     fastcgi::drain_input(c.fd.get());
     c.fd.reset();

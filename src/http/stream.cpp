@@ -30,6 +30,25 @@ CloseReason write_failure(int error) {
     return error == EPIPE || error == ECONNRESET ? CloseReason::write_failed : CloseReason::write_error;
 }
 
+metrics::StreamEnd counted_end(CloseReason reason, metrics::StreamEnd finish_end) {
+    using metrics::StreamEnd;
+    switch (reason) {
+    case CloseReason::client_gone:
+    case CloseReason::write_failed: return StreamEnd::client_left;
+    case CloseReason::write_error: return StreamEnd::write_error;
+    case CloseReason::buffer_full: return StreamEnd::slow_client;
+    case CloseReason::write_timeout: return StreamEnd::write_timeout;
+    case CloseReason::finished: return finish_end;
+    }
+    return StreamEnd::write_error;
+}
+
+void count_close(metrics::ProducerStreams* counted, metrics::StreamEnd end) {
+    if (!counted) return;
+    --counted->open;
+    ++counted->closed[static_cast<size_t>(end)];
+}
+
 }  // namespace
 
 std::string_view to_string(CloseReason reason) {
@@ -54,13 +73,22 @@ Stream::Stream(EventLoop& loop, StreamOwner& owner, uint64_t id, Connection conn
 
 Stream::~Stream() {
     work_.reset();  // stop the producer's work first: it may still hold this Sink
-    if (state_ != State::closed) loop_.remove(fd_.get());
+    if (state_ != State::closed) {
+        // Destroyed open: the server stopped with it (a client that did not take its end in time).
+        count_close(counted_, metrics::StreamEnd::shutdown);
+        loop_.remove(fd_.get());
+    }
     if (fd_) fastcgi::drain_input(fd_.get());
 }
 
-void Stream::begin(std::unique_ptr<Subscription> work) {
+void Stream::begin(std::unique_ptr<Subscription> work, metrics::ProducerStreams* counted) {
     work_ = std::move(work);
     if (state_ == State::closed) return;
+    if (counted) {
+        counted_ = counted;
+        ++counted->open;
+        ++counted->opened;
+    }
     std::string head;
     fastcgi::append_stdout(head, request_id_,
                            fmt::format("{}{}{}\r\n{}", status_ok, event_stream_headers, extra_headers_,
@@ -77,6 +105,7 @@ void Stream::begin(std::unique_ptr<Subscription> work) {
 
 void Stream::reject(const RequestError& error) {
     work_.reset();
+    metrics::counts.refused.add(error.status);
     spdlog::info("stream {} refused: {} {}: {}", id_, error.status, status_text(error.status), error.what());
     Connection connection;
     connection.fd = std::move(fd_);
@@ -110,6 +139,7 @@ void Stream::send(const Event& event) {
 void Stream::send_encoded(std::string_view sse_bytes) {
     if (state_ != State::open && state_ != State::opening) return;
     ++events_;
+    ++metrics::counts.events_written;
     queue(sse_bytes);
 }
 
@@ -130,6 +160,16 @@ void Stream::finish(std::optional<std::chrono::milliseconds> retry) {
     if (started) flush();
 }
 
+void Stream::shut_down() {
+    if (state_ == State::open || state_ == State::opening) finish_end_ = metrics::StreamEnd::shutdown;
+    finish(limits_.retry);
+}
+
+void Stream::expire(std::optional<std::chrono::milliseconds> retry) {
+    if (state_ == State::open || state_ == State::opening) finish_end_ = metrics::StreamEnd::token_expired;
+    finish(retry);
+}
+
 void Stream::queue(std::string_view bytes) {
     if (bytes.empty()) return;
     last_output_ = loop_.now();
@@ -143,11 +183,15 @@ void Stream::queue(std::string_view bytes) {
         msg.msg_iovlen = 2;
         ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         size_t total = header.size() + bytes.size();
-        if (n == static_cast<ssize_t>(total)) return;
+        if (n == static_cast<ssize_t>(total)) {
+            metrics::counts.bytes_written += total;
+            return;
+        }
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK) return close(write_failure(errno));
             n = 0;
         }
+        metrics::counts.bytes_written += static_cast<size_t>(n);
         pending_.clear();
         pending_off_ = 0;
         pending_.append(header.data() + std::min<size_t>(n, header.size()),
@@ -228,6 +272,7 @@ void Stream::flush() {
             return close(write_failure(errno));
         }
         pending_off_ += n;
+        metrics::counts.bytes_written += static_cast<size_t>(n);
         stalled_since_ = loop_.now();
     }
     pending_.clear();
@@ -271,7 +316,10 @@ void Stream::sweep(EventLoop::Clock::time_point now) {
         spdlog::warn("stream {}: client took nothing for {} s", id_, limits_.write_timeout.count());
         return close(CloseReason::write_timeout);
     }
-    if (state_ == State::open && now - last_output_ >= limits_.heartbeat) queue(heartbeat_comment);
+    if (state_ == State::open && now - last_output_ >= limits_.heartbeat) {
+        ++metrics::counts.heartbeats;
+        queue(heartbeat_comment);
+    }
 }
 
 void Stream::close(CloseReason reason, std::string_view detail) {
@@ -279,6 +327,7 @@ void Stream::close(CloseReason reason, std::string_view detail) {
     bool was_started = state_ != State::opening;
     state_ = State::closed;
     if (was_started) loop_.remove(fd_.get());
+    count_close(counted_, counted_end(reason, finish_end_));
     auto seconds = std::chrono::duration<double>(loop_.now() - opened_).count();
     spdlog::info("stream {} closed: {}{} (after {:.1f} s, {} events)", id_, to_string(reason),
                  detail.empty() ? std::string() : fmt::format(" ({})", detail), seconds, events_);

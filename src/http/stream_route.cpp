@@ -5,6 +5,7 @@
 #include "fastsse/http/cors.hpp"
 #include "fastsse/http/response.hpp"
 #include "fastsse/http/stream.hpp"
+#include "fastsse/metrics/metrics.hpp"
 
 namespace fastsse {
 
@@ -107,7 +108,7 @@ void StreamRoute::serve(Connection& c, Streams& streams, Producer* producer, con
     };
     try {
         for (const auto& [name, value] : cors_headers) stream.add_header(name, value);
-        stream.begin(producer->open(stream, start));
+        stream.begin(producer->open(stream, start), &metrics::counts.producer(producer_name));
     } catch (const RequestError& e) {
         reject(e);
     } catch (const OptionError& e) {

@@ -8,6 +8,8 @@
 #include <ctime>
 #include <vector>
 
+#include "fastsse/metrics/metrics.hpp"
+
 namespace fastsse {
 
 namespace {
@@ -152,8 +154,10 @@ void ClockProducer::Ticker::fire() {
         }
     firing_ = false;
     // When events arrive late, the first question is whether fastsse's own fan-out was slow.
+    auto elapsed = std::chrono::steady_clock::now() - started;
+    metrics::counts.clock_fan_out.observe(elapsed);
     if (spdlog::should_log(spdlog::level::debug)) {
-        std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - started;
+        std::chrono::duration<double, std::milli> took = elapsed;
         spdlog::debug("clock {} ms, event '{}': sent to {} streams in {:.1f} ms", interval_.count(), event_name(),
                       written, took.count());
     }

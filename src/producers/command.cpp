@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "fastsse/http/request.hpp"
+#include "fastsse/metrics/metrics.hpp"
 
 namespace fastsse {
 
@@ -137,8 +138,9 @@ public:
         out_ = std::make_unique<Pipe>(*this, std::move(child.out), false);
         err_ = std::make_unique<Pipe>(*this, std::move(child.err), true);
         spdlog::info("command {} started (pid {})", spec_.name, pid_);
+        ++metrics::counts.runs_started;
         if (spec_.time_limit.count() > 0)
-            limit_timer_ = owner_.loop_.call_after(spec_.time_limit, [this] { stop("timeout"); });
+            limit_timer_ = owner_.loop_.call_after(spec_.time_limit, [this] { stop("timeout", metrics::RunEnd::timeout); });
     }
 
     bool done() const { return done_; }
@@ -168,6 +170,8 @@ public:
     void let_go() {
         if (pid_ <= 0 || exited_ || let_go_) return;
         let_go_ = true;
+        // Its exit is not waited for here (nor counted in exited()): the run ends now.
+        ++metrics::counts.runs_ended[static_cast<size_t>(stopping_ ? end_ : metrics::RunEnd::unwatched)];
         owner_.unreaped_[pid_] = spec_.name;
         owner_.children_.set_on_exit(pid_, [owner = &owner_, pid = pid_](int) { owner->unreaped_.erase(pid); });
         owner_.children_.terminate(pid_, spec_.grace);
@@ -267,21 +271,23 @@ private:
         channel_.publish(Event{is_stderr ? spec_.stderr_event : spec_.stdout_event, text, id, std::nullopt});
         if (spec_.output_limit > 0 && output_ > spec_.output_limit) {
             over_limit_ = true;  // nothing more is passed on, not even what is still in the pipes
-            stop("limit");
+            stop("limit", metrics::RunEnd::output_limit);
         }
     }
 
     // Ends the process group; the exit event follows when the child is reaped.
-    void stop(const char* reason) {
+    void stop(const char* reason, metrics::RunEnd end) {
         if (stopping_ || exited_) return;
         stopping_ = true;
         reason_ = reason;
+        end_ = end;
         spdlog::info("command {} (pid {}) stopped: {}", spec_.name, pid_, reason);
         owner_.children_.terminate(pid_, spec_.grace);
     }
 
     void exited(int status) {
         exited_ = true;
+        ++metrics::counts.runs_ended[static_cast<size_t>(end_)];
         limit_timer_.cancel();
         std::vector<std::string> out, err;
         if (out_) out_->drain(out);
@@ -318,6 +324,7 @@ private:
     uint64_t lines_ = 0;
     size_t output_ = 0;
     std::string reason_ = "exit";
+    metrics::RunEnd end_ = metrics::RunEnd::exit;  // reason_, as the metrics count it
     bool stopping_ = false, exited_ = false, done_ = false, over_limit_ = false, let_go_ = false;
     Timer limit_timer_, linger_timer_;
 };

@@ -15,6 +15,7 @@
 #include "fastsse/hub/subscriptions.hpp"
 #include "fastsse/hub/topic_selector.hpp"
 #include "fastsse/http/request.hpp"
+#include "fastsse/metrics/metrics.hpp"
 
 namespace fastsse {
 
@@ -226,6 +227,7 @@ public:
         // Whatever ends it (the client gone, its token expired, dropped as too slow, shutdown), the
         // stream destroys it later on the loop, never inside a fan-out: the others may hear of it.
         if (presence && presence->hub) presence->hub->leave(*this);
+        if (counted) --metrics::counts.mercure_subscribers;
     }
 
     bool wants(const UpdateMeta& update) const override {
@@ -238,6 +240,7 @@ public:
     std::optional<std::chrono::system_clock::time_point> expires;
     std::optional<std::string> last_id;  // the resume point the request gave
     std::unique_ptr<Presence> presence;  // hub_subscriptions only
+    bool counted = false;                // in mercure_subscribers_connected
     // Last: destroyed first, so that the channel never asks a half-destroyed Interest.
     Timer expiry;
     ChannelSubscription subscription;
@@ -353,12 +356,33 @@ std::unique_ptr<Subscription> HubProducer::open(Sink& sink, const StreamStart& s
         // The token's life is the stream's: it ends then (the client comes back with a new one).
         auto left = *sub->expires - std::chrono::system_clock::now();
         sub->expiry = loop_.call_after(std::chrono::duration_cast<EventLoop::Clock::duration>(left),
-                                       [&sink] { sink.finish(std::nullopt); });
+                                       [&sink] { sink.expire(std::nullopt); });
     }
+    sub->counted = true;
+    ++metrics::counts.mercure_subscribers;
+    ++metrics::counts.mercure_subscribers_total;
     return sub;
 }
 
 void HubProducer::publish(const Request& request, std::string_view body, PublishDone done) {
+    // Counted by the status it is answered: a refusal thrown now, or the outcome, now or later.
+    try {
+        publish_update(request, body, [done = std::move(done)](PublishOutcome outcome) {
+            if (auto* refusal = std::get_if<RequestError>(&outcome)) {
+                metrics::counts.hub_publishes.add(refusal->status);
+            } else {
+                metrics::counts.hub_publishes.add(200);
+                ++metrics::counts.mercure_updates;
+            }
+            done(std::move(outcome));
+        });
+    } catch (const RequestError& e) {
+        metrics::counts.hub_publishes.add(e.status);
+        throw;
+    }
+}
+
+void HubProducer::publish_update(const Request& request, std::string_view body, PublishDone done) {
     if (settings_.one_request_per_process) throw one_process_per_request();
     // Who: a publisher's token comes in the Authorization header only (a cookie would let any page
     // the browser visits publish, and a URL ends up in logs).

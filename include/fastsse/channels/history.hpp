@@ -29,6 +29,7 @@ public:
     };
 
     explicit History(const HistoryLimits& limits) : limits_(limits) {}
+    ~History();
     History(const History&) = delete;
     History& operator=(const History&) = delete;
 
@@ -63,6 +64,7 @@ private:
     uint64_t end_seq() const { return first_ + history_.size(); }
 
     void forget_oldest() noexcept;
+    void uncount() noexcept;  // what it holds leaves the metrics' history gauges
 
     HistoryLimits limits_;
     std::deque<Entry> history_;  // oldest first

@@ -9,6 +9,7 @@
 
 #include "fastsse/loop/event_loop.hpp"
 #include "fastsse/fastcgi/records.hpp"
+#include "fastsse/metrics/metrics.hpp"
 #include "fastsse/producers/producer.hpp"
 
 namespace fastsse {
@@ -22,7 +23,7 @@ struct StreamLimits {
 
 class Stream;
 
-// Why a stream ended, as the log says it (and, later, as metrics count it).
+// Why a stream ended, as the log says it (the metrics count fewer: metrics::StreamEnd).
 enum class CloseReason {
     client_gone,    // the web server closed the connection: the client left
     write_failed,   // a write found the connection closed: the client left
@@ -60,7 +61,8 @@ public:
 
     // The producer is running: the headers, the opening comment and anything the producer already
     // sent leave now. Until then nothing is written, so reject() can still answer with an error.
-    void begin(std::unique_ptr<Subscription> work);
+    // `counted`: the metrics of its producer (null: none, in tests), from now until it closes.
+    void begin(std::unique_ptr<Subscription> work, metrics::ProducerStreams* counted = nullptr);
     void reject(const RequestError& error);
     // Instead of begin(): a whole answer rather than an event stream (the hub's subscription API,
     // JSON that may take more than one write). The CGI head (its lines, each ending in CRLF) and
@@ -72,11 +74,12 @@ public:
     void send(const Event& event) override;
     void send_encoded(std::string_view sse_bytes) override;
     void finish(std::optional<std::chrono::milliseconds> retry) override;
+    void expire(std::optional<std::chrono::milliseconds> retry) override;
     size_t room() const override;
     void add_header(std::string_view name, std::string_view value) override;
 
     // The server is shutting down: the stream ends with its location's retry: hint.
-    void shut_down() { finish(limits_.retry); }
+    void shut_down();
 
     // Called about once a second: heartbeats, and dropping clients stalled past the write timeout.
     void sweep(EventLoop::Clock::time_point now);
@@ -115,6 +118,9 @@ private:
     EventLoop::Clock::time_point last_output_;
     EventLoop::Clock::time_point stalled_since_;
     unsigned long long events_ = 0;
+    metrics::ProducerStreams* counted_ = nullptr;  // its producer's metrics, from begin() to close()
+    // What a finish() that completes counts as: the producer's end, the shutdown's, a token's expiry.
+    metrics::StreamEnd finish_end_ = metrics::StreamEnd::finished;
 };
 
 }  // namespace fastsse

@@ -87,6 +87,7 @@ private:
     class Subscriber;
     struct Presence;
     std::unique_ptr<Subscriber> prepare(const StreamStart& start) const;
+    void publish_update(const Request& request, std::string_view body, PublishDone done);
     Channel& channel();
     // Subscription events: one per topic selector of `subscriber`.
     void announce(const Subscriber& subscriber, bool active);

@@ -35,6 +35,9 @@ public:
     virtual void send_encoded(std::string_view sse_bytes) = 0;
     // Ends the stream from the server's side: a retry: hint (if given), then the end of the response.
     virtual void finish(std::optional<std::chrono::milliseconds> retry) = 0;
+    // Ends it as finish() does, because what let the client in ran out (the hub: its token
+    // expired); the metrics count it apart.
+    virtual void expire(std::optional<std::chrono::milliseconds> retry) { finish(retry); }
     // Bytes the stream can still queue before it is dropped as too slow (0 once it has ended); an
     // event takes queued_size(event) of them. A producer that sends many events at once (a replay)
     // sends no more than fit.
