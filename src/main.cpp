@@ -17,6 +17,7 @@
 #include "fastsse/log.hpp"
 #include "fastsse/loop/process.hpp"
 #include "fastsse/metrics/endpoint.hpp"
+#include "fastsse/metrics/metrics.hpp"
 #include "fastsse/producers/clock.hpp"
 #include "fastsse/producers/command.hpp"
 #include "fastsse/producers/hub.hpp"
@@ -146,7 +147,10 @@ int main(int argc, char** argv) {
         // SIGHUP. What a reload cannot change (the listening socket, the engine) SettingsSource
         // keeps, and names in the log.
         auto reload = [&] {
-            if (!source->reload(settings)) return;
+            bool applied = source->reload(settings);
+            ++(applied ? metrics::counts.reloads_applied : metrics::counts.reloads_refused);
+            metrics::counts.last_reload_applied = applied;
+            if (!applied) return;
             spdlog::default_logger()->set_level(spdlog::level::from_str(settings.log_level));
             hub_producer.configure(settings.hub);  // its keys, for requests from now on
         };

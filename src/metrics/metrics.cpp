@@ -336,6 +336,15 @@ std::string exposition(const Counts& c, const PageContext& context) {
         w.sample("fastsse_redis_reconnects_total", {}, c.redis_reconnects);
     }
 
+    // As Prometheus's own prometheus_config_last_reload_successful: an alert on 0 finds a reload
+    // that kept the old settings.
+    w.family("fastsse_config_reloads_total", "counter", "SIGHUP reloads of the config file, by result.");
+    w.sample("fastsse_config_reloads_total", {{"result", "applied"}}, c.reloads_applied);
+    w.sample("fastsse_config_reloads_total", {{"result", "refused"}}, c.reloads_refused);
+    w.family("fastsse_config_last_reload_successful", "gauge",
+             "1 when the last reload applied (or none was asked for); 0 when it was refused, the old settings kept.");
+    w.sample("fastsse_config_last_reload_successful", {}, uint64_t{c.last_reload_applied});
+
     // Mercure's own names, as its hub has them (metrics.go), for its dashboards.
     w.family("mercure_subscribers_connected", "gauge", "Mercure hub subscribers connected to this process now.");
     w.sample("mercure_subscribers_connected", {}, c.mercure_subscribers);

@@ -19,9 +19,8 @@ import pytest
 from apachelib import ApacheStack
 from conftest import Stack
 from fastsse_testlib import ES, Fastsse, HttpStream, Nginx, get, make_dir, start_on_free_port, wait_until
+from test_hub import publisher_token, with_keys
 
-PUBLISHER_KEY = "publisher-key-for-the-metric-tests"
-SUBSCRIBER_KEY = "subscriber-key-for-the-metrictests"
 METRICS = "/fastsse/metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -44,34 +43,6 @@ def parse(page: str) -> dict:
 
 def value(samples: dict, name: str, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def with_keys(make):
-    saved = {k: os.environ.get(k) for k in ("MERCURE_PUBLISHER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY")}
-    os.environ["MERCURE_PUBLISHER_JWT_KEY"] = PUBLISHER_KEY
-    os.environ["MERCURE_SUBSCRIBER_JWT_KEY"] = SUBSCRIBER_KEY
-    try:
-        return make()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def publisher_token() -> str:
-    import base64
-    import hashlib
-    import hmac
-    import json
-
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-    signing_input = f'{b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())}.' \
-                    f'{b64(json.dumps({"mercure": {"publish": ["*"]}}).encode())}'
-    mac = hmac.new(PUBLISHER_KEY.encode(), signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{b64(mac)}"
 
 
 def publish(port: int, topic: str, data: str, token=None):

@@ -10,6 +10,7 @@ import signal
 from commandlib import CMD_NGINX_CONF, PATH_ENV, cmd_path, of_type, proc_state, script, started_lines, write_config
 from fastsse_testlib import ES, HttpStream, get, make_dir, pump, wait_until
 from test_hub import FORM, HUB, jwt
+from test_metrics import scrape, value
 
 N = 1000
 BATCH = 200
@@ -73,6 +74,7 @@ def test_1000_streams_tick_through_reloads_of_a_changed_command_a_bad_file_and_a
         # on keeps its own. hub_history only a restart changes: the log says so.
         declare({"version": "two", "extra": "three"}, {"hub_history": 5})
         reloaded(fs, 1)
+        assert value(scrape(stack.port), "fastsse_config_reloads_total", result="applied") == 1
         log = fs.log()
         assert " info commands: added [extra], changed [version], removed []: for new runs; 1 running go on" in log
         assert re.search(r" warning SIGHUP: hub_history changed, but only a restart applies it", log), log[-2000:]
@@ -91,6 +93,9 @@ def test_1000_streams_tick_through_reloads_of_a_changed_command_a_bad_file_and_a
         errors = [line for line in fs.log().splitlines() if " error " in line]
         assert len(errors) == 1, errors
         assert f"{config}:{bad_line}: max_streams: " in errors[0], errors
+        page = scrape(stack.port)  # what an alert watches
+        assert value(page, "fastsse_config_reloads_total", result="refused") == 1
+        assert value(page, "fastsse_config_last_reload_successful") == 0
         ticking(streams, 2, "every stream to tick after the bad file")
         assert first_line(client(stack, cmd_path("version"), ES)).startswith("two "), "the old settings were not kept"
 
@@ -98,13 +103,19 @@ def test_1000_streams_tick_through_reloads_of_a_changed_command_a_bad_file_and_a
         declare({"extra": "three"})
         reloaded(fs, 3)
         assert get(stack.port, cmd_path("version"), ES).status == 404
+        page = scrape(stack.port)
+        assert value(page, "fastsse_config_reloads_total", result="applied") == 2
+        assert value(page, "fastsse_config_last_reload_successful") == 1
         ticking(streams, 2, "every stream to tick after reload 3")
         for s in (old_run, new_run):
             assert not s.eof, s.describe()
         assert proc_state(old_pid) not in (None, "Z")
 
         log = fs.log()
-        assert len(re.findall(r" info stream \d+ closed: ", log)) == 0, "a stream was closed by a reload"
+        # Only the metrics pages, each a whole answer on a stream of its own, were closed.
+        closed = set(re.findall(r" info stream (\d+) closed: ", log))
+        assert closed == set(re.findall(r" info stream (\d+) answered \(\d+ bytes\): metrics ", log)), \
+            "a stream was closed by a reload"
         assert len(re.findall(r" info stream \d+ opened: producer=clock uri=/t/fast\?reload=", log)) == N
     finally:
         for s in streams:

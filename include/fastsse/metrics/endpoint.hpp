@@ -18,7 +18,7 @@ public:
     static constexpr std::string_view content_type = "text/plain; version=0.0.4; charset=utf-8";
 
 private:
-    Settings settings_;
+    const Settings& settings_;  // the process's, which a reload may change
 };
 
 }  // namespace fastsse

@@ -132,6 +132,11 @@ struct Counts {
     bool redis_connected = false;
     uint64_t redis_reconnects = 0;  // times the engine connected again after losing Redis
 
+    // SIGHUP: reloads applied, and refused (a bad file, or none to read); whether the last one applied.
+    uint64_t reloads_applied = 0;
+    uint64_t reloads_refused = 0;
+    bool last_reload_applied = true;  // none yet: the file read at start was good
+
     // Back to zero, for tests: the producers stay, at zero, where they were.
     void reset();
 
