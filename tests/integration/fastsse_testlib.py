@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import os
 import re
+import resource
 import selectors
 import shutil
 import signal
@@ -956,6 +957,35 @@ def pump(streams: list[HttpStream], until: Callable[[], bool], timeout: float, w
                     sel.unregister(key.fileobj)
     finally:
         sel.close()
+
+
+def allow_descriptors(n: int):
+    """Raises this process's descriptor limit to n (within the hard limit), for tests that hold many
+    streams."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n:
+        assert hard >= n, f"this test needs {n} descriptors, the hard limit is {hard}"
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+
+
+def open_many(port: int, paths: list[str], into: list[HttpStream], headers: Optional[dict] = None, batch: int = 200):
+    """Opens a stream on each path, `batch` at a time, each batch open (its opening comment read)
+    before the next, so that no listen queue overflows. Each goes into `into` as it is made, for the
+    caller to close whatever happens."""
+    for first in range(0, len(paths), batch):
+        streams = [HttpStream(port, path, headers or ES) for path in paths[first:first + batch]]
+        into += streams
+        pump(streams, lambda: all(s.sse is not None and s.comments for s in streams), 20,
+             f"streams {first}..{first + len(streams) - 1} to open")
+
+
+def start_processes(binary: Path, workdir: Path, sockets: list[Path], into: list[Fastsse]):
+    """One fastsse per socket ("process1"... folders under workdir), each listening before this
+    returns; each goes into `into` as it starts, for the caller to stop whatever happens."""
+    for i, sock in enumerate(sockets, 1):
+        into.append(Fastsse(binary, make_dir(workdir / f"process{i}"), f"unix:{sock}"))
+    for p in into:
+        p.wait_for_log(r" info listening on ")
 
 
 # ----------------------------------------------------------------------------------------------

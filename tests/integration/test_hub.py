@@ -20,7 +20,6 @@ import hmac
 import json
 import os
 import re
-import resource
 import time
 from urllib.parse import quote, urlencode
 
@@ -28,7 +27,8 @@ import pytest
 
 from apachelib import ApacheStack
 from conftest import FRONTS
-from fastsse_testlib import ES, HttpStream, RedisServer, assert_plain_error, get, make_dir, pump
+from fastsse_testlib import (ES, HttpStream, RedisServer, allow_descriptors, assert_plain_error, get, make_dir,
+                             open_many, pump)
 
 PUBLISHER_KEY = "publisher-key-for-the-hub-tests!"
 SUBSCRIBER_KEY = "subscriber-key-for-the-hub-tests"
@@ -340,22 +340,12 @@ def test_1000_subscribers_of_one_topic_receive_the_same_update(hub, topic):
     if not hub.name.startswith("nginx"):
         # Apache's mod_proxy_fcgi holds a worker thread per stream: its MaxRequestWorkers bound them.
         pytest.skip("1,000 streams at once need nginx in front")
-    n, batch_size = 1000, 200
-    need = n + 500
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need:
-        assert hard >= need, f"this test needs {need} descriptors, the hard limit is {hard}"
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    n = 1000
+    allow_descriptors(n + 500)
     headers = {**ES, "Authorization": f"Bearer {subscriber_token()}"}
     streams: list[HttpStream] = []
     try:
-        # Opened in batches, each answered before the next, so that no listen queue overflows.
-        for first in range(0, n, batch_size):
-            batch = [HttpStream(hub.port, f"{HUB}?{topics_query(topic)}&n={i}", headers)
-                     for i in range(first, first + batch_size)]
-            streams += batch
-            pump(batch, lambda: all(s.sse is not None and s.comments for s in batch), 20,
-                 f"subscribers {first}..{first + batch_size - 1} to open")
+        open_many(hub.port, [f"{HUB}?{topics_query(topic)}&n={i}" for i in range(n)], streams, headers)
         assert all(s.status == 200 for s in streams)
         update_id = published(hub, [("topic", topic), ("data", "to all")])
         pump(streams, lambda: all(s.events for s in streams), 20, "every subscriber to receive the update")

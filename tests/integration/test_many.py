@@ -1,20 +1,14 @@
 """Many concurrent streams through nginx: beyond libfcgi's old 1,024-descriptor limit (select()),
 all served, all ticking, all freed when their clients leave."""
 import re
-import resource
 
-from fastsse_testlib import ES, HttpStream, get, pump, wait_until
+from fastsse_testlib import ES, HttpStream, allow_descriptors, get, open_many, pump, wait_until
 
 N = 1200
-BATCH = 200
 
 
 def test_1200_concurrent_streams(make_stack):
-    need = N + 500
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need:
-        assert hard >= need, f"this test needs {need} descriptors, the hard limit is {hard}"
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    allow_descriptors(N + 500)
 
     stack = make_stack()
     fs = stack.fastsse
@@ -24,12 +18,7 @@ def test_1200_concurrent_streams(make_stack):
 
     streams: list[HttpStream] = []
     try:
-        # Opened in batches, each batch answered before the next, so that no listen queue overflows.
-        for first in range(0, N, BATCH):
-            batch = [HttpStream(stack.port, f"/t/fast?many={i}", ES) for i in range(first, first + BATCH)]
-            streams += batch
-            pump(batch, lambda: all(s.sse is not None and s.comments for s in batch), 20,
-                 f"streams {first}..{first + BATCH - 1} to open")
+        open_many(stack.port, [f"/t/fast?many={i}" for i in range(N)], streams)
         assert all(s.status == 200 for s in streams)
         assert fs.fd_count() == baseline + N  # one descriptor per stream, all open at once
 

@@ -18,7 +18,8 @@ import pytest
 
 from apachelib import ApacheStack
 from conftest import Stack
-from fastsse_testlib import ES, Fastsse, HttpStream, Nginx, get, make_dir, start_on_free_port, wait_until
+from fastsse_testlib import (ES, HttpStream, Nginx, get, make_dir, start_on_free_port, start_processes,
+                             wait_until)
 from test_hub import publisher_token, with_keys
 
 METRICS = "/fastsse/metrics"
@@ -273,10 +274,7 @@ def test_several_processes_each_at_its_own_url(paths, workdir, web_server):
     sockets = [reach / f"fastsse-{i}.sock" for i in (1, 2)]
     processes, streams, server = [], [], None
     try:
-        for i, sock in enumerate(sockets, 1):
-            processes.append(Fastsse(paths.binary, make_dir(workdir / f"process{i}"), f"unix:{sock}"))
-        for p in processes:
-            p.wait_for_log(r" info listening on ")
+        start_processes(paths.binary, workdir, sockets, processes)
         if web_server == "nginx":
             per_process = (paths.source / "nginx/fastsse-metrics-per-process.conf").read_text()
             for i, sock in enumerate(sockets, 1):

@@ -4,16 +4,14 @@ kept) and a removed command; new settings apply to new runs, streams and request
 from __future__ import annotations
 
 import re
-import resource
 import signal
 
 from commandlib import CMD_NGINX_CONF, PATH_ENV, cmd_path, of_type, proc_state, script, started_lines, write_config
-from fastsse_testlib import ES, HttpStream, get, make_dir, pump, wait_until
+from fastsse_testlib import ES, HttpStream, allow_descriptors, get, make_dir, open_many, pump, wait_until
 from test_hub import FORM, HUB, jwt
 from test_metrics import scrape, value
 
 N = 1000
-BATCH = 200
 
 
 def reloaded(fs, count: int, timeout: float = 5):
@@ -40,11 +38,7 @@ def first_line(stream: HttpStream, timeout: float = 5) -> str:
 
 def test_1000_streams_tick_through_reloads_of_a_changed_command_a_bad_file_and_a_removed_one(
         paths, workdir, make_stack, client):
-    need = N + 500
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need:
-        assert hard >= need, f"this test needs {need} descriptors, the hard limit is {hard}"
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    allow_descriptors(N + 500)
     d = make_dir(workdir / "cmd")
     says = script(d, "says.sh", 'echo "$1 $$"\nexec sleep 300\n')
     config = d / "fastsse.toml"
@@ -63,11 +57,7 @@ def test_1000_streams_tick_through_reloads_of_a_changed_command_a_bad_file_and_a
 
     streams: list[HttpStream] = []
     try:
-        for first in range(0, N, BATCH):
-            batch = [HttpStream(stack.port, f"/t/fast?reload={i}", ES) for i in range(first, first + BATCH)]
-            streams += batch
-            pump(batch, lambda: all(s.sse is not None and s.comments for s in batch), 20,
-                 f"streams {first}..{first + BATCH - 1} to open")
+        open_many(stack.port, [f"/t/fast?reload={i}" for i in range(N)], streams)
         ticking(streams, 2, "every stream to tick before any reload")
 
         # 1. The command changes and one is added: new runs get the new declaration, the run going

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import signal
 
-from fastsse_testlib import ES, Fastsse, HttpStream, Nginx, make_dir, start_on_free_port
+from fastsse_testlib import ES, Fastsse, HttpStream, Nginx, start_on_free_port, start_processes
 
 
 def upstream_conf(source, sockets) -> str:
@@ -40,10 +40,7 @@ def test_streams_spread_over_processes_and_move_when_one_is_killed(paths, workdi
     sockets = [workdir / f"fastsse-{i}.sock" for i in (1, 2)]
     processes, streams, nginx = [], [], None
     try:
-        for i, sock in enumerate(sockets, 1):
-            processes.append(Fastsse(paths.binary, make_dir(workdir / f"process{i}"), f"unix:{sock}"))
-        for p in processes:
-            p.wait_for_log(r" info listening on ")
+        start_processes(paths.binary, workdir, sockets, processes)
         nginx = start_on_free_port(lambda: Nginx(paths.source, workdir, "fastsse",
                                                  http_conf=upstream_conf(paths.source, sockets)))
 
