@@ -52,16 +52,12 @@ public:
     // shown, as it may be a key or a URL with a password), the sections are applied, and it returns true.
     bool reload(Settings& live);
 
-    const std::string& config_path() const { return config_path_; }
-    // Each setting's value, as text, that the last read() gave (its default when none was given).
-    const Params& values() const { return values_; }
-
 private:
     std::map<std::string_view, ConfigSection*> sections_;
     std::string config_path_;
     Params environment_;  // the settings' variables that were set at start
     Params flags_;        // the settings given as flags
-    Params values_;
+    Params values_;       // each setting's value, as text, that the last read() gave (or its default)
 };
 
 // Reads the settings once and puts the sections in force: the start of a process (and tests).
