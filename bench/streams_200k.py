@@ -25,7 +25,7 @@ For each --streams count and each system: ramp all the streams, settle 30 s, the
 (--quiet s: heartbeats only, for CPU per heartbeat round, less what each part uses with no stream,
 read for --idle s before the ramp), then --publishes updates --publish-every s
 apart, each carrying the time it was sent (µs) as its data. Every 5 s it samples nginx's stub_status,
-/proc/net/sockstat, the accept queues (ss), the descriptors and RSS of each part and the slab.
+/proc/net/sockstat, the accept queues (ss), the descriptors, RSS and PSS of each part and the slab.
 
 Prints one JSON document a run and appends it to OUT/results.json: streams held and failed (with the
 reasons), the time to open them, memory per stream for the system, nginx, Redis, the kernel (slab
@@ -85,16 +85,6 @@ cmp = hub.cmp
 def read(path):
     with open(path) as f:
         return f.read()
-
-
-def rss_kb(pids):
-    total = 0
-    for pid in pids:
-        try:
-            total += int(re.search(r"VmRSS:\s+(\d+)", read(f"/proc/{pid}/status")).group(1))
-        except (OSError, AttributeError):
-            pass
-    return total
 
 
 def fd_count(pid):
@@ -425,13 +415,16 @@ class Run:
             "listen_queue_max": max(listen_queues or [0]),
             "server_fds": sum(fds), "server_fds_max": max(fds),
             "worker_fds_max": max((fd_count(w) for w in workers), default=0),
-            "server_rss_kb": rss_kb(server),
-            "nginx_rss_kb": rss_kb(workers + [self.nginx.pid]),
             "slab_kb": int(re.search(r"Slab:\s+(\d+)", read("/proc/meminfo")).group(1)),
         }
-        for name, pids in self.watch.items():
-            s[f"{name}_rss_kb"] = rss_kb(pids)
+        # RSS and PSS: nchan's shared memory counts whole in each of nginx's 32 workers' RSS.
+        for name, pids in [("server", server), ("nginx", workers + [self.nginx.pid]), *self.watch.items()]:
+            s[f"{name}_rss_kb"], s[f"{name}_pss_kb"] = cmp.memory_kb(pids)
         return s
+
+    def parts(self):
+        """The parts whose memory is read: the system's own processes (if any), nginx, Redis."""
+        return (["server"] if self.system.server_label else []) + ["nginx", *self.watch]
 
     def window_starts(self):
         n = 0
@@ -554,17 +547,19 @@ class Run:
         complaints = [line for line in read(f"{self.work}/nginx-error.log").splitlines()
                       if re.search(r"\[(warn|error|crit|alert|emerg)\]", line)]
         per_stream = lambda k: round((at[k] - baseline[k]) / n, 2)  # noqa: E731
+        with open(f"{self.work}/samples.json", "w") as f:
+            json.dump(samples, f)
         out = {
             "system": self.system.name, "streams_asked": asked, "held": held, "failed": failed, "failures": failures,
             "seconds_to_open_all": full[0]["t"] if full else None,
             "kb_per_stream": {
-                "server_rss": per_stream("server_rss_kb") if self.system.server_label else None,
-                "nginx_rss": per_stream("nginx_rss_kb"),
-                **{f"{name}_rss": per_stream(f"{name}_rss_kb") for name in self.watch},
+                **{f"{name}_{m}": per_stream(f"{name}_{m}_kb") for name in self.parts() for m in ("rss", "pss")},
                 "kernel_slab_both_ends": per_stream("slab_kb"),
                 "kernel_tcp_buffers": round((at["tcp_mem_pages"] - baseline["tcp_mem_pages"]) * 4 / n, 2),
             },
-            "grew_over_publishes": {k: end[k] - at[k] for k in end if k.endswith(("_rss_kb", "_fds"))},
+            "grew_over_publishes": {k: end[k] - at[k] for k in end if k.endswith(("_rss_kb", "_pss_kb", "_fds"))},
+            # One sample a minute from the quiet stretch on: whether a growth levels off.
+            "memory_kb_about_each_minute": {k: [s[k] for s in full if s["t"] >= at["t"]][::12] for k in end if k.endswith(("_rss_kb", "_pss_kb"))},
             "peaks": {k: max(s[k] for s in samples) for k in ("listen_queue_max", "worker_fds_max", "server_fds_max",
                                                                "tcp_mem_pages")} if samples else {},
             "nginx_complaints": len(complaints), "nginx_complaint_sample": complaints[:3],
@@ -626,7 +621,8 @@ class Run:
 
 
 def plot(out_dir):
-    """Memory per stream (the system's own processes and nginx) and fan-out p99 against streams held."""
+    """Memory per stream (PSS: the system's own processes and Redis, and nginx) and fan-out p99 against
+    streams held."""
     with open(f"{out_dir}/results.json") as f:
         runs = [r for r in json.load(f) if r.get("system") != "clock" and r.get("held")]
     latest = {}
@@ -639,8 +635,8 @@ def plot(out_dir):
             f.write(f'"{s}"\n')
             for (_, n), r in sorted((k, v) for k, v in latest.items() if k[0] == s):
                 kb = r["kb_per_stream"]
-                own = (kb.get("server_rss") or 0) + (kb.get("redis_rss") or 0)
-                f.write(f"{r['held']} {own} {own + kb['nginx_rss']} "
+                own = (kb.get("server_pss") or 0) + (kb.get("redis_pss") or 0)
+                f.write(f"{r['held']} {own} {own + kb['nginx_pss']} "
                         f"{(r.get('publish_to_last_delivery_ms') or {}).get('p99', 'NaN')} "
                         f"{(r.get('every_delivery_ms') or {}).get('p99_max_of_clients', 'NaN')}\n")
             f.write("\n\n")
@@ -652,7 +648,7 @@ set key top left
 set grid
 set xlabel 'streams held'
 set format x '%.0s%c'
-set ylabel 'KB per stream (RSS)'
+set ylabel 'KB per stream (PSS)'
 set title 'Memory: the hub (Redis included) and nginx together (dashed: the hub alone)'
 plot for [i=0:{len(systems) - 1}] '{data}' index i using 1:3 with linespoints lw 2 title columnheader(1), \\
      for [i=0:{len(systems) - 1}] '{data}' index i using 1:2 with linespoints dt 2 lc i+1 notitle

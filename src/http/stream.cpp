@@ -94,6 +94,7 @@ void Stream::begin(std::unique_ptr<Subscription> work, metrics::ProducerStreams*
                            fmt::format("{}{}{}\r\n{}", status_ok, event_stream_headers, extra_headers_,
                                        opening_comment));
     pending_.insert(0, head);
+    std::string().swap(extra_headers_);
     loop_.add(fd_.get(), EPOLLIN | EPOLLRDHUP, this);
     spdlog::info("stream {} opened: {}", id_, what_);
     if (state_ == State::opening) state_ = State::open;
@@ -275,7 +276,10 @@ void Stream::flush() {
         metrics::counts.bytes_written += static_cast<size_t>(n);
         stalled_since_ = loop_.now();
     }
-    pending_.clear();
+    // Give the memory back: most of the time a stream has nothing queued (the next event goes
+    // straight to the socket), and at 200,000 streams the heads, and the events that found nginx's
+    // socket full during a fan-out, would otherwise stay allocated, 100-300 bytes a stream.
+    std::string().swap(pending_);
     pending_off_ = 0;
     allowance_ = 0;
     watch_output(false);
