@@ -50,6 +50,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -60,11 +61,6 @@ from urllib.parse import quote, urlencode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-BASE_PORT = 23000
-CONTROL_PORT = BASE_PORT + 100  # stub_status and the publishers' locations
-ORIGIN_PORT = BASE_PORT + 101   # Pushpin's origin (GRIP answers)
-REDIS_PORT = BASE_PORT + 102
-PUSHPIN_PORT = BASE_PORT + 200  # + instance
 TOPIC = "https://example.com/bench/all"
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 
@@ -85,6 +81,24 @@ cmp = hub.cmp
 def read(path):
     with open(path) as f:
         return f.read()
+
+
+class Ports:
+    """Free loopback ports for one run, held open together while chosen so that none repeats: nginx's
+    listening ports (one a load client), its control port (stub_status, the publishers' locations),
+    Pushpin's origin, Redis, and each Pushpin instance's HTTP port."""
+
+    def __init__(self, a):
+        held = []
+        for _ in range(a.ports + 3 + a.processes):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+        numbers = [s.getsockname()[1] for s in held]
+        for s in held:
+            s.close()
+        self.listen, numbers = numbers[:a.ports], numbers[a.ports:]
+        self.control, self.origin, self.redis, *self.pushpin = numbers
 
 
 def fd_count(pid):
@@ -169,12 +183,12 @@ class Fastsse(System):
     sub_path = f"/hub?topic={quote(TOPIC, safe='')}"
 
     def start(self):
-        self.redis = self.run.start(["redis-server", "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--save", "",
+        self.redis = self.run.start(["redis-server", "--bind", "127.0.0.1", "--port", str(self.run.ports.redis), "--save", "",
                                      "--appendonly", "no", "--daemonize", "no"], "redis")
-        cmp.wait_for(lambda: cmp.connectable(("127.0.0.1", REDIS_PORT)), 10, "redis-server")
+        cmp.wait_for(lambda: cmp.connectable(("127.0.0.1", self.run.ports.redis)), 10, "redis-server")
         self.run.watch["redis"] = [self.redis.pid]
         os.environ["MERCURE_PUBLISHER_JWT_KEY"] = hub.PUBLISHER_KEY
-        self.start_fastsse(["--engine", f"redis://127.0.0.1:{REDIS_PORT}", "--heartbeat", str(self.a.heartbeat)])
+        self.start_fastsse(["--engine", f"redis://127.0.0.1:{self.run.ports.redis}", "--heartbeat", str(self.a.heartbeat)])
         self.conn = None
 
     def nginx_http(self):
@@ -190,7 +204,7 @@ class Fastsse(System):
 
     def publish(self, stamp_us):
         body = urlencode({"topic": TOPIC, "data": str(stamp_us)}).encode()
-        return [post(f"http://127.0.0.1:{CONTROL_PORT}/hub", body,
+        return [post(f"http://127.0.0.1:{self.run.ports.control}/hub", body,
                      {"Content-Type": "application/x-www-form-urlencoded",
                       "Authorization": f"Bearer {hub.PUBLISHER_TOKEN}"})]
 
@@ -219,7 +233,7 @@ class Nchan(System):
         }}"""
 
     def publish(self, stamp_us):
-        return [post(f"http://127.0.0.1:{CONTROL_PORT}/pub", str(stamp_us).encode(), {})]
+        return [post(f"http://127.0.0.1:{self.run.ports.control}/pub", str(stamp_us).encode(), {})]
 
 
 class Pushpin(System):
@@ -231,17 +245,17 @@ class Pushpin(System):
             os.makedirs(f"{d}/run")
             os.makedirs(f"{d}/log")
             with open(f"{d}/routes", "w") as f:
-                f.write(f"* 127.0.0.1:{ORIGIN_PORT}\n")
+                f.write(f"* 127.0.0.1:{self.run.ports.origin}\n")
             with open(f"{d}/pushpin.conf", "w") as f:
-                f.write(pushpin_conf(d, i, self.a))
+                f.write(pushpin_conf(d, i, self.run.ports.pushpin[i], self.a))
             self.procs.append(self.run.start(["pushpin", "--config", f"{d}/pushpin.conf"],
                                              f"pushpin-{i}"))
-        cmp.wait_for(lambda: all(cmp.connectable(("127.0.0.1", PUSHPIN_PORT + i)) and
+        cmp.wait_for(lambda: all(cmp.connectable(("127.0.0.1", self.run.ports.pushpin[i])) and
                                  cmp.connectable(("127.0.0.1", pushpin_control_port(i)))
                                  for i in range(self.a.processes)), 20, "Pushpin's ports")
 
     def nginx_http(self):
-        servers = "\n".join(f"        server 127.0.0.1:{PUSHPIN_PORT + i};" for i in range(self.a.processes))
+        servers = "\n".join(f"        server 127.0.0.1:{self.run.ports.pushpin[i]};" for i in range(self.a.processes))
         return f"""
     upstream pushpin {{
         least_conn;
@@ -250,7 +264,7 @@ class Pushpin(System):
     }}
     server {{
         # The origin Pushpin asks for each new stream: a GRIP answer, held as a stream on one channel.
-        listen 127.0.0.1:{ORIGIN_PORT};
+        listen 127.0.0.1:{self.run.ports.origin};
         location / {{
             default_type text/event-stream;
             add_header Grip-Hold stream;
@@ -283,7 +297,7 @@ def pushpin_control_port(i):
     return 5561 + 10 * (i + 1)  # port_offset moves every TCP port of the handler
 
 
-def pushpin_conf(d, i, a):
+def pushpin_conf(d, i, port, a):
     """/etc/pushpin/pushpin.conf as Debian ships it, with this instance's folders and ports, and the
     limits a broadcast to every subscriber needs (see the module's notes)."""
     return f"""[global]
@@ -294,7 +308,7 @@ port_offset={10 * (i + 1)}
 stats_connection_ttl=120
 [runner]
 services=condure,zurl,pushpin-proxy,pushpin-handler
-http_port=127.0.0.1:{PUSHPIN_PORT + i}
+http_port=127.0.0.1:{port}
 logdir={d}/log
 log_level=1
 client_buffer_size=8192
@@ -347,7 +361,7 @@ SYSTEMS = {s.name: s for s in (Fastsse, Nchan, Pushpin, Clock)}
 
 def nginx_conf(run, system):
     a = run.a
-    listens = "\n".join(f"        listen 127.0.0.1:{BASE_PORT + k} reuseport backlog=4096;" for k in range(a.ports))
+    listens = "\n".join(f"        listen 127.0.0.1:{port} reuseport backlog=4096;" for port in run.ports.listen)
     return f"""{system.nginx_main()}
 worker_processes {a.workers};
 worker_rlimit_nofile 20000;
@@ -362,7 +376,7 @@ http {{
 {system.nginx_http()}
     server {{
 {listens}
-        listen 127.0.0.1:{CONTROL_PORT};
+        listen 127.0.0.1:{run.ports.control};
 {system.locations()}
         location = /status {{ stub_status; }}
     }}
@@ -381,6 +395,8 @@ class Run:
         with open(f"{self.work}/fastcgi_params", "w") as f:
             f.write(params)
         self.procs = []
+        self.ports = Ports(a)
+        self.listen_addresses = {f"127.0.0.1:{port}" for port in self.ports.listen}
         self.watch = {}  # processes beside the system and nginx whose CPU and memory are read: Redis
         self.system = SYSTEMS[system_name](self)
 
@@ -398,11 +414,11 @@ class Run:
         return out
 
     def sample(self, t0):
-        status = urllib.request.urlopen(f"http://127.0.0.1:{CONTROL_PORT}/status", timeout=10).read().decode()
+        status = urllib.request.urlopen(f"http://127.0.0.1:{self.ports.control}/status", timeout=10).read().decode()
         tcp = re.search(r"TCP: inuse (\d+) orphan (\d+) tw (\d+) alloc (\d+) mem (\d+)", read("/proc/net/sockstat"))
         listen_queues = [int(line.split()[1]) for line in
                          subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout.splitlines()
-                         if re.search(rf"127\.0\.0\.1:{BASE_PORT // 1000}\d\d\d\b", line.split()[3])]
+                         if line.split()[3] in self.listen_addresses]
         workers = cmp.children(self.nginx.pid)
         server = self.system.server_pids()
         fds = [fd_count(pid) for pid in server] or [0]
@@ -420,6 +436,16 @@ class Run:
         # RSS and PSS: nchan's shared memory counts whole in each of nginx's 32 workers' RSS.
         for name, pids in [("server", server), ("nginx", workers + [self.nginx.pid]), *self.watch.items()]:
             s[f"{name}_rss_kb"], s[f"{name}_pss_kb"] = cmp.memory_kb(pids)
+        # The system's RSS split: its own heap (anonymous) and the files it maps (shared between the
+        # processes of one binary: PSS divides those, RSS counts them in each).
+        s["server_anon_kb"] = s["server_file_kb"] = 0
+        for pid in server:
+            try:
+                status = read(f"/proc/{pid}/status")
+                s["server_anon_kb"] += int(re.search(r"RssAnon:\s+(\d+)", status).group(1))
+                s["server_file_kb"] += int(re.search(r"RssFile:\s+(\d+)", status).group(1))
+            except (OSError, AttributeError):
+                pass
         return s
 
     def parts(self):
@@ -470,7 +496,7 @@ class Run:
             f.write(nginx_conf(self, self.system))
         self.nginx = self.start(["/usr/sbin/nginx", "-c", f"{self.work}/nginx.conf", "-g", "daemon off; user root;"],
                                 "nginx")
-        cmp.wait_for(lambda: cmp.connectable(("127.0.0.1", CONTROL_PORT)), 10, "nginx")
+        cmp.wait_for(lambda: cmp.connectable(("127.0.0.1", self.ports.control)), 10, "nginx")
         time.sleep(1)
         baseline = self.sample(time.time())
         # What each part uses with no stream at all (Qt's and ZeroMQ's timers in Pushpin's four
@@ -484,7 +510,7 @@ class Run:
         hold = a.quiet + a.publishes * a.publish_every + 5 if hub_run else a.hold
         t0 = time.time()
         extra = ["--by-stamp", "--header", "Accept: text/event-stream"] if hub_run else []
-        clients = [self.start([f"{a.build}/bench/sse-load", "--host", "127.0.0.1", "--port", str(BASE_PORT + k),
+        clients = [self.start([f"{a.build}/bench/sse-load", "--host", "127.0.0.1", "--port", str(self.ports.listen[k]),
                                "--path", self.system.sub_path, "--streams", str(per_client),
                                "--ramp", str(max(1, a.ramp // a.ports)), "--hold", str(hold), "--settle", str(a.settle),
                                "--sources", "8", "--connect-timeout", "120", "--latency-from", "unix_us",
@@ -557,9 +583,9 @@ class Run:
                 "kernel_slab_both_ends": per_stream("slab_kb"),
                 "kernel_tcp_buffers": round((at["tcp_mem_pages"] - baseline["tcp_mem_pages"]) * 4 / n, 2),
             },
-            "grew_over_publishes": {k: end[k] - at[k] for k in end if k.endswith(("_rss_kb", "_pss_kb", "_fds"))},
+            "grew_over_publishes": {k: end[k] - at[k] for k in end if k.endswith(("_rss_kb", "_pss_kb", "_anon_kb", "_file_kb", "_fds"))},
             # One sample a minute from the quiet stretch on: whether a growth levels off.
-            "memory_kb_about_each_minute": {k: [s[k] for s in full if s["t"] >= at["t"]][::12] for k in end if k.endswith(("_rss_kb", "_pss_kb"))},
+            "memory_kb_about_each_minute": {k: [s[k] for s in full if s["t"] >= at["t"]][::12] for k in end if k.endswith(("_rss_kb", "_pss_kb", "_anon_kb", "_file_kb"))},
             "peaks": {k: max(s[k] for s in samples) for k in ("listen_queue_max", "worker_fds_max", "server_fds_max",
                                                                "tcp_mem_pages")} if samples else {},
             "nginx_complaints": len(complaints), "nginx_complaint_sample": complaints[:3],
@@ -661,6 +687,13 @@ unset multiplot
     print(png)
 
 
+def complete(out, a):
+    """Every stream held, none failed, and (the hub) every publish answered and delivered to every one."""
+    if out["held"] < out["streams_asked"] or out["failed"]:
+        return False
+    return out["system"] == "clock" or out["published"] == a.publishes == out["publishes_delivered_to_all"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", default="200000", help="stream counts, comma-separated")
@@ -683,14 +716,25 @@ def main():
     ap.add_argument("--interval-ms", type=int, default=10000, help="clock: the clock's interval")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench-200k"), help="results.json and the plot")
+    ap.add_argument("--pause", type=int, default=10, help="seconds between two runs (TIME_WAIT, the slab)")
     ap.add_argument("--keep", action="store_true", help="keep each run's work folder (logs, configs)")
     ap.add_argument("--plot", action="store_true", help="only draw OUT/streams_200k.png from OUT/results.json")
+    ap.add_argument("--quick", action="store_true",
+                    help="600 streams, 2 of everything, seconds not minutes, fastsse, nchan and the clock "
+                         "(ctest bench.streams_200k_quick); exits 1 unless every stream was held and every "
+                         "publish reached every one")
     a = ap.parse_args()
+    if a.quick:
+        a.streams, a.systems, a.processes, a.workers, a.ports, a.ramp = "600", "fastsse,nchan,clock", 2, 2, 2, 1200
+        a.settle, a.heartbeat, a.idle, a.quiet, a.publishes, a.publish_every, a.fanout_window = 2, 2, 1, 4, 2, 4, 2
+        a.hold, a.interval_ms, a.pause = 4, 1000, 1
+        a.out = os.path.join(a.build, "bench-200k-quick")
     os.makedirs(a.out, exist_ok=True)
     if a.plot:
         return plot(a.out)
     if os.geteuid() != 0:
-        sys.exit("run as root: nginx's workers, and /proc readings of every process")
+        print("run as root: nginx's workers, and /proc readings of every process", file=sys.stderr)
+        return 77  # ctest: skipped
     unknown = [s for s in a.systems.split(",") if s not in SYSTEMS]
     if unknown:
         sys.exit(f"--systems: unknown {unknown}")
@@ -699,16 +743,19 @@ def main():
     if "pushpin" in a.systems and not shutil.which("pushpin"):
         sys.exit("pushpin: apt-get install pushpin")
     results_path = f"{a.out}/results.json"
-    interrupted = []
-    signal.signal(signal.SIGTERM, lambda *_: interrupted.append(1) or (_ for _ in ()).throw(KeyboardInterrupt()))
+    incomplete = []
+
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt  # stops this run's processes on the way out, as ^C does
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     for streams in [int(x) for x in a.streams.split(",")]:
         for name in a.systems.split(","):
             run = Run(a, name, streams)
             try:
                 baseline, samples, asked, pubs = run.go()
             except KeyboardInterrupt:
-                run.stop()
-                sys.exit(130)
+                return 130
             finally:
                 run.stop()
             out = run.report(baseline, samples, asked, pubs)
@@ -721,8 +768,14 @@ def main():
                 json.dump(previous + [out], f, indent=1)
             if not a.keep:
                 shutil.rmtree(run.work)
-            time.sleep(10)  # sockets in TIME_WAIT and the slab settle before the next baseline
+            if not complete(out, a):
+                incomplete.append(f"{name} at {streams:,}")
+            time.sleep(a.pause)  # sockets in TIME_WAIT and the slab settle before the next baseline
+    if incomplete:
+        print(f"not every stream held, or not every publish delivered to all: {', '.join(incomplete)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
