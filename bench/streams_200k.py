@@ -660,16 +660,21 @@ def plot(out_dir):
         for s in systems:
             f.write(f'"{s}"\n')
             for (_, n), r in sorted((k, v) for k, v in latest.items() if k[0] == s):
-                kb = r["kb_per_stream"]
-                own = (kb.get("server_pss") or 0) + (kb.get("redis_pss") or 0)
-                f.write(f"{r['held']} {own} {own + kb['nginx_pss']} "
+                # PSS where the run has it, RSS before (runs from before the PSS readings).
+                kb = {k.rsplit("_", 1)[0]: v for k, v in r["kb_per_stream"].items() if k.endswith("_rss")}
+                kb.update({k.rsplit("_", 1)[0]: v for k, v in r["kb_per_stream"].items() if k.endswith("_pss")})
+                own = (kb.get("server") or 0) + (kb.get("redis") or 0)
+                grew = r["grew_over_publishes"]
+                kind = "pss" if "nginx_pss_kb" in grew else "rss"
+                growth = sum(v for k, v in grew.items() if k.endswith(f"_{kind}_kb")) / r["held"] / max(r["published"], 1)
+                f.write(f"{r['held']} {own} {own + kb['nginx']} {growth:.3f} "
                         f"{(r.get('publish_to_last_delivery_ms') or {}).get('p99', 'NaN')} "
                         f"{(r.get('every_delivery_ms') or {}).get('p99_max_of_clients', 'NaN')}\n")
             f.write("\n\n")
     png = f"{out_dir}/streams_200k.png"
-    script = f"""set terminal pngcairo size 1500,520 font ',10'
+    script = f"""set terminal pngcairo size 1800,520 font ',10'
 set output '{png}'
-set multiplot layout 1,2
+set multiplot layout 1,3
 set key top left
 set grid
 set xlabel 'streams held'
@@ -678,9 +683,11 @@ set ylabel 'KB per stream (PSS)'
 set title 'Memory: the hub (Redis included) and nginx together (dashed: the hub alone)'
 plot for [i=0:{len(systems) - 1}] '{data}' index i using 1:3 with linespoints lw 2 title columnheader(1), \\
      for [i=0:{len(systems) - 1}] '{data}' index i using 1:2 with linespoints dt 2 lc i+1 notitle
+set title 'Memory kept per publish: KB per stream (every part, PSS)'
+plot for [i=0:{len(systems) - 1}] '{data}' index i using 1:4 with linespoints lw 2 title columnheader(1)
 set ylabel 'ms'
 set title 'Fan-out: publish to last delivery, p99 over the publishes'
-plot for [i=0:{len(systems) - 1}] '{data}' index i using 1:4 with linespoints lw 2 title columnheader(1)
+plot for [i=0:{len(systems) - 1}] '{data}' index i using 1:5 with linespoints lw 2 title columnheader(1)
 unset multiplot
 """
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
