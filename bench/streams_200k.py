@@ -141,7 +141,12 @@ class System:
     def server_pids(self):
         return [pid for p in self.procs for pid in cmp.tree(p.pid)]
 
-    def fastsse_upstream(self):
+class FastsseProcesses(System):
+    """fastsse's processes (--processes), one least_conn upstream of nginx over unix sockets, and a
+    location of nginx/fastsse_params as shipped with the producer's FASTSSE_* params."""
+    server_label = "fastsse"
+
+    def nginx_http(self):
         servers = "\n".join(f"        server unix:{self.work}/fastsse-{i}.sock;" for i in range(self.a.processes))
         return f"""
     upstream fastsse {{
@@ -158,28 +163,26 @@ class System:
         cmp.wait_for(lambda: all(os.path.exists(f"{self.work}/fastsse-{i}.sock") for i in range(self.a.processes)),
                      10, "fastsse's sockets")
 
+    def location(self, path, params):
+        lines = "".join(f"\n            fastcgi_param FASTSSE_{name} {value};" for name, value in params.items())
+        return f"""
+        location = {path} {{
+            include {self.work}/fastcgi_params;{lines}
+        }}"""
 
-class Clock(System):
-    name, sub_path, server_label = "clock", "/events", "fastsse"
+
+class Clock(FastsseProcesses):
+    name, sub_path = "clock", "/events"
 
     def start(self):
         self.start_fastsse([])
 
-    def nginx_http(self):
-        return self.fastsse_upstream()
-
     def locations(self):
-        return f"""
-        location = /events {{
-            include {self.work}/fastcgi_params;
-            fastcgi_param FASTSSE_PRODUCER clock;
-            fastcgi_param FASTSSE_INTERVAL {self.a.interval_ms};
-            fastcgi_param FASTSSE_FORMAT unix_us;
-        }}"""
+        return self.location("/events", {"PRODUCER": "clock", "INTERVAL": self.a.interval_ms, "FORMAT": "unix_us"})
 
 
-class Fastsse(System):
-    name, server_label = "fastsse", "fastsse"
+class Fastsse(FastsseProcesses):
+    name = "fastsse"
     sub_path = f"/hub?topic={quote(TOPIC, safe='')}"
 
     def start(self):
@@ -189,18 +192,9 @@ class Fastsse(System):
         self.run.watch["redis"] = [self.redis.pid]
         os.environ["MERCURE_PUBLISHER_JWT_KEY"] = hub.PUBLISHER_KEY
         self.start_fastsse(["--engine", f"redis://127.0.0.1:{self.run.ports.redis}", "--heartbeat", str(self.a.heartbeat)])
-        self.conn = None
-
-    def nginx_http(self):
-        return self.fastsse_upstream()
 
     def locations(self):
-        return f"""
-        location = /hub {{
-            include {self.work}/fastcgi_params;
-            fastcgi_param FASTSSE_PRODUCER hub;
-            fastcgi_param FASTSSE_ANONYMOUS 1;
-        }}"""
+        return self.location("/hub", {"PRODUCER": "hub", "ANONYMOUS": 1})
 
     def publish(self, stamp_us):
         body = urlencode({"topic": TOPIC, "data": str(stamp_us)}).encode()
